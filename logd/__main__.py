@@ -1,0 +1,5 @@
+import sys
+
+from logd.cli import main
+
+sys.exit(main())

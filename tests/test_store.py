@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from logd.batch import encode
+from logd.errors import ConfigError, StorageError
+from logd.line import Line
+from logd.store import Store, check_dsn, migrations, statements
+
+
+def _lines(app: str, count: int, start_seq: int) -> list[Line]:
+    now = time.time_ns() // 1000
+    return [
+        Line(
+            ts=now + i,
+            received=now,
+            app=app,
+            app_name=app,
+            message=f"m{i}",
+            seq=start_seq + i,
+        )
+        for i in range(count)
+    ]
+
+
+def test_insert_stores_every_column_as_sent(store: Store, app_name: str) -> None:
+    line = Line(
+        ts=1_700_000_000_123_456,
+        received=1_700_000_001_000_000,
+        facility=16,
+        severity=3,
+        host="h1",
+        app_name="a-n",
+        procid="42",
+        msgid="ID7",
+        message="héllo",
+        structured_data='[x@1 k="v"]',
+        source="127.0.0.1:9",
+        parse_error="bad PRI",
+        invalid_utf8=True,
+        truncated=True,
+        raw=b"\xff\x00",
+        app=app_name,
+        service="svc",
+        container="c1",
+        labels={"k": "v"},
+        seq=77,
+    )
+    store.insert(encode([line]))
+    rows = store.rows(
+        "SELECT toUnixTimestamp64Micro(ts), toUnixTimestamp64Micro(received), seq,"
+        " service, container, host, facility, severity, app_name, procid, msgid,"
+        " message, structured_data, labels, source, parse_error, invalid_utf8,"
+        " truncated, hex(raw) FROM logs WHERE app = {a:String}",
+        {"a": app_name},
+    )
+    assert rows == [
+        (
+            1_700_000_000_123_456,
+            1_700_000_001_000_000,
+            77,
+            "svc",
+            "c1",
+            "h1",
+            16,
+            3,
+            "a-n",
+            "42",
+            "ID7",
+            "héllo",
+            '[x@1 k="v"]',
+            {"k": "v"},
+            "127.0.0.1:9",
+            "bad PRI",
+            True,
+            True,
+            "FF00",
+        )
+    ]
+
+
+def test_count_and_delete_by_sequence_range(store: Store, app_name: str) -> None:
+    store.insert(encode(_lines(app_name, 10, start_seq=9_000_000)))
+    assert store.count_seq(9_000_000, 9_000_009) == 10
+    assert store.count_seq(9_000_005, 9_000_009) == 5
+    store.delete_seq(9_000_000, 9_000_004)
+    assert store.count_seq(9_000_000, 9_000_009) == 5
+
+
+def test_open_twice_applies_each_migration_once(store: Store) -> None:
+    store.open()
+    versions = store.rows(
+        "SELECT version, count() FROM schema_version GROUP BY version"
+    )
+    assert versions == [(v, 1) for v, _ in migrations()]
+
+
+def test_retention_sets_and_removes_the_ttl(store: Store) -> None:
+    def ttl() -> str:
+        return str(
+            store.rows(
+                "SELECT create_table_query FROM system.tables "
+                "WHERE database = 'logd' AND name = 'logs'"
+            )[0][0]
+        )
+
+    store.retention = 7 * 86400
+    store.open()
+    assert "TTL toDateTime(ts) + toIntervalSecond(604800)" in ttl()
+    store.retention = 0
+    store.open()
+    assert " TTL " not in ttl()
+
+
+def test_bad_sql_raises_storage_error(store: Store) -> None:
+    with pytest.raises(StorageError, match="query failed"):
+        store.rows("SELECT no_such_column FROM logs")
+
+
+@pytest.mark.parametrize(
+    "dsn", ["chdb://relative/path", "mysql://host", "http://", "/abs/path"]
+)
+def test_unusable_dsn_is_a_config_error_naming_it(dsn: str) -> None:
+    with pytest.raises(ConfigError, match="--clickhouse"):
+        check_dsn(dsn)
+
+
+def test_both_schema_variants_have_the_same_ingest_columns() -> None:
+    def ingest(cluster: str) -> str:
+        [(_, path)] = migrations(cluster)
+        [statement] = [
+            s
+            for s in statements(path.read_text(), cluster)
+            if "logs_ingest\n" in s or "logs_ingest ON" in s
+        ]
+        return statement[statement.index("(") :]
+
+    assert ingest("") == ingest("c1")
+    assert "ON CLUSTER 'c1'" in "".join(
+        statements(migrations("c1")[0][1].read_text(), "c1")
+    )
