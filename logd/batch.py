@@ -1,6 +1,7 @@
-"""Collect lines into columnar batches and hand them to the spool.
+"""Sequence accepted lines, spool them, and close them into batches.
 
-A batch closes at `max_rows` lines or `interval` seconds, whichever comes
+Every chunk of lines is encoded and written to the spool as it arrives; a
+batch closes at `max_rows` lines or `interval` seconds, whichever comes
 first: large inserts are what ClickHouse is fast at (each insert costs about
 12 ms and makes one part). Every line gets its sequence here, before the
 tail hub sees it, so storage and live tail agree on (ts, seq) cursors.
@@ -16,9 +17,9 @@ from collections.abc import Callable
 import orjson
 
 from logd.line import Line
-from logd.spool import Entry, Spool
+from logd.spool import Entry, Spool, fsync_and_close
 
-Deliver = Callable[[Entry, bytes], None]
+Deliver = Callable[[Entry], None]
 
 # The app of a line that names none (no tag, or a frame that did not parse).
 UNKNOWN_APP = "unknown"
@@ -55,8 +56,14 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii") if raw else ""
 
 
+def span(chunk: bytes) -> tuple[int, int, int]:
+    """Read back the first and last sequence and the count of one chunk."""
+    seqs = orjson.loads(chunk)["seq"]
+    return seqs[0], seqs[-1], len(seqs)
+
+
 class Batcher:
-    """Sequence lines, close batches by size or age, spool and deliver them."""
+    """Sequence lines, spool them at once, and seal batches by size or age."""
 
     def __init__(
         self,
@@ -65,17 +72,20 @@ class Batcher:
         *,
         max_rows: int = 50_000,
         interval: float = 1.0,
+        fsync_interval: float = 0.2,
     ) -> None:
         self._spool = spool
         self._deliver = deliver
         self.max_rows = max_rows
         self.interval = interval
-        self._lines: list[Line] = []
+        self.fsync_interval = fsync_interval
         self._next_seq = spool.last_seq() + 1
-        self._ticker: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def push(self, lines: list[Line]) -> None:
-        """Give lines their sequence and app, and add them to the batch."""
+        """Give lines their sequence and app, and write them to the spool."""
+        if not lines:
+            return
         # A hybrid clock: never below the wall clock in microseconds, so
         # sequences keep increasing across restarts without stored state.
         seq = max(self._next_seq, time.time_ns() // 1000)
@@ -85,30 +95,51 @@ class Batcher:
             if not line.app:
                 line.app = line.app_name or UNKNOWN_APP
         self._next_seq = seq
-        self._lines.extend(lines)
-        if len(self._lines) >= self.max_rows:
-            self.flush()
+        while lines:
+            room = self.max_rows - self._spool.count
+            if len(lines) > room:
+                lines, rest = lines[:room], lines[room:]
+            else:
+                rest = []
+            self._append(lines)
+            if self._spool.count >= self.max_rows:
+                self.seal()
+            lines = rest
 
-    def flush(self) -> None:
-        """Close the current batch now, in batches of at most max_rows."""
-        pending, self._lines = self._lines, []
-        for start in range(0, len(pending), self.max_rows):
-            lines = pending[start : start + self.max_rows]
-            body = encode(lines)
-            entry = self._spool.write(lines[0].seq, lines[-1].seq, len(lines), body)
-            self._deliver(entry, body)
+    def seal(self) -> None:
+        """Close the open batch now and hand it to the writer."""
+        entry = self._spool.seal()
+        if entry is not None:
+            self._deliver(entry)
 
     def start(self) -> None:
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._tick()))
+        if self.fsync_interval > 0:
+            self._tasks.append(loop.create_task(self._sync()))
 
     async def stop(self) -> None:
-        """Stop the timer and flush what is left."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-        self.flush()
+        """Stop the timers and seal what is open, forced to disk."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        fd = self._spool.unsynced()
+        if fd is not None:
+            await asyncio.to_thread(fsync_and_close, fd)
+        self.seal()
+
+    def _append(self, lines: list[Line]) -> None:
+        if lines:
+            self._spool.append(lines[0].seq, lines[-1].seq, len(lines), encode(lines))
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.flush()
+            self.seal()
+
+    async def _sync(self) -> None:
+        while True:
+            await asyncio.sleep(self.fsync_interval)
+            fd = self._spool.unsynced()
+            if fd is not None:
+                await asyncio.to_thread(fsync_and_close, fd)

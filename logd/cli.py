@@ -90,7 +90,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument(
         "--max-frame",
         type=int,
-        default=int(_env("max-frame", "65536")),
+        default=_env("max-frame", "65536"),
         help="longest frame in bytes; longer ones are truncated and "
         "flagged (default %(default)s)",
     )
@@ -106,20 +106,44 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument(
         "--batch-rows",
         type=int,
-        default=int(_env("batch-rows", "50000")),
+        default=_env("batch-rows", "50000"),
         help="close a batch at this many lines (default %(default)s)",
     )
     p.add_argument(
         "--batch-interval",
         type=float,
-        default=float(_env("batch-interval", "1.0")),
+        default=_env("batch-interval", "1.0"),
         help="close a batch after this many seconds (default %(default)s)",
     )
     p.add_argument(
-        "--no-fsync",
-        action="store_true",
-        default=_env("no-fsync", "") not in ("", "0"),
-        help="do not fsync spooled batches before inserting them",
+        "--fsync-interval",
+        type=float,
+        default=_env("fsync-interval", "0.2"),
+        help="force the spool to disk this often in seconds: what a power cut "
+        "may lose; 0 never forces it (default %(default)s)",
+    )
+    p.add_argument(
+        "--spool-max",
+        default=_env("spool-max", "4GB"),
+        help="disk the spool may use while storage is behind; past it TCP "
+        "stops reading and UDP lines are dropped and counted (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=_env("max-connections", "4096"),
+        help="open TCP and TLS connections allowed per listener (default %(default)s)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        default=_env("idle-timeout", "10m"),
+        help="close a TCP or TLS connection silent this long (default %(default)s)",
+    )
+    p.add_argument(
+        "--frame-timeout",
+        default=_env("frame-timeout", "30s"),
+        help="close a connection that leaves a frame unfinished this long, "
+        "storing what arrived (default %(default)s)",
     )
     p.add_argument(
         "--docker",
@@ -164,7 +188,11 @@ def serve_config(args: argparse.Namespace) -> cfg.Config:
         tls_allow=args.tls_allow,
         batch_rows=args.batch_rows,
         batch_interval=args.batch_interval,
-        fsync=not args.no_fsync,
+        fsync_interval=args.fsync_interval,
+        spool_max=cfg.parse_size(args.spool_max, "--spool-max"),
+        max_connections=args.max_connections,
+        idle_timeout=cfg.parse_duration(args.idle_timeout, "--idle-timeout"),
+        frame_timeout=cfg.parse_duration(args.frame_timeout, "--frame-timeout"),
         docker=args.docker,
     )
     config.check()

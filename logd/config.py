@@ -26,6 +26,27 @@ def parse_duration(text: str, name: str = "duration") -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+_SIZE = re.compile(r"^(\d+)(|B|KB|MB|GB|TB)$", re.IGNORECASE)
+_UNIT_BYTES = {
+    "": 1,
+    "b": 1,
+    "kb": 1 << 10,
+    "mb": 1 << 20,
+    "gb": 1 << 30,
+    "tb": 1 << 40,
+}
+
+
+def parse_size(text: str, name: str) -> int:
+    """Read "512MB", "4GB" or a plain byte count as bytes (units of 1024)."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise ConfigError(
+            f"{name} {text!r}: expected a whole number of bytes, KB, MB, GB or TB"
+        )
+    return int(match.group(1)) * _UNIT_BYTES[match.group(2).lower()]
+
+
 def parse_address(text: str, name: str) -> tuple[str, int] | None:
     """Read "HOST:PORT" or "[V6]:PORT"; "off" or "" turns a listener off."""
     text = text.strip()
@@ -58,7 +79,11 @@ class Config:
     tls_allow: list[str] = field(default_factory=list)
     batch_rows: int = 50_000
     batch_interval: float = 1.0
-    fsync: bool = True
+    fsync_interval: float = 0.2
+    spool_max: int = 4 << 30
+    max_connections: int = 4096
+    idle_timeout: int = 600
+    frame_timeout: int = 30
     docker: list[str] = field(default_factory=list)
 
     @property
@@ -79,6 +104,12 @@ class Config:
             raise ConfigError(f"--max-frame {self.max_frame}: must be at least 480")
         if not 1 <= self.batch_rows <= 1_000_000:
             raise ConfigError(f"--batch-rows {self.batch_rows}: expected 1-1000000")
+        if not 0 <= self.fsync_interval <= 60:
+            raise ConfigError(
+                f"--fsync-interval {self.fsync_interval}: expected 0-60 seconds"
+            )
+        if self.max_connections < 1:
+            raise ConfigError(f"--max-connections {self.max_connections}: must be >= 1")
         if not 0.01 <= self.batch_interval <= 60:
             raise ConfigError(
                 f"--batch-interval {self.batch_interval}: expected 0.01-60 seconds"

@@ -1,6 +1,6 @@
 """`logd serve`: wire the pipeline together, run it, and stop it cleanly.
 
-socket -> framing -> parser -> enrich -> batcher -> spool -> writer -> store
+socket -> framing -> parser -> batcher -> spool -> writer -> store
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import asyncio
 import signal
 import time
 from collections import Counter
+from collections.abc import Hashable
 
 from aiohttp import web
 
 from logd import log, sources
-from logd.batch import Batcher
+from logd.batch import Batcher, span
 from logd.config import Config
 from logd.errors import StorageError
 from logd.line import Line
@@ -24,9 +25,14 @@ from logd.store import Store
 from logd.writer import Writer
 from query import app as http_app
 
+# How long a stop keeps reading connections that are still sending.
+_CLOSE_GRACE = 1.0
 # How long a stop waits for storage to take the backlog before leaving it
 # in the spool for the next start.
 _DRAIN_SECONDS = 30.0
+# Listeners read again once the spool is back under this share of its quota.
+_RESUME_SHARE = 0.9
+_SWEEP_SECONDS = 1.0
 
 
 class Server:
@@ -40,15 +46,22 @@ class Server:
         self.store = Store(
             config.dsn, retention=config.retention, cluster=config.cluster
         )
-        self.spool = Spool(config.data / "spool")
-        self.writer = Writer(self.store, self.spool, fsync=config.fsync)
+        self.spool = Spool(config.data / "spool", span)
+        self.writer = Writer(self.store, self.spool, fsync=config.fsync_interval > 0)
         self.batcher = Batcher(
             self.spool,
             self.writer.submit,
             max_rows=config.batch_rows,
             interval=config.batch_interval,
+            fsync_interval=config.fsync_interval,
         )
         self.source_stats = sources.Stats()
+        self.limits = sources.Limits(
+            max_frame=config.max_frame,
+            max_connections=config.max_connections,
+            idle_timeout=config.idle_timeout,
+            frame_timeout=config.frame_timeout,
+        )
         self._received = self.metrics.counter(
             "logd_lines_received", "Syslog lines received", ("listener",)
         )
@@ -57,10 +70,12 @@ class Server:
             "Lines stored raw because they did not parse",
             ("listener",),
         )
-        self._servers: list[asyncio.Server] = []
+        self._streams: list[sources.StreamListener] = []
         self._udp: list[sources.DatagramReceiver] = []
         self._runner: web.AppRunner | None = None
-        self._declare_gauges()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.paused = False
+        self._declare_metrics()
 
     def ingest(self, frames: list[bytes], peer: str, listener: str) -> None:
         """Parse frames from one peer and pass them down the pipeline."""
@@ -73,8 +88,10 @@ class Server:
         self.accept(lines)
 
     def accept(self, lines: list[Line]) -> None:
-        """Take parsed (and enriched) lines into the current batch."""
+        """Take parsed (and enriched) lines: spool them, then fan them out."""
         self.batcher.push(lines)
+        if not self.paused and self.spool.size > self.config.spool_max:
+            self._pause()
 
     async def start(self) -> None:
         """Open storage, replay the spool, then listen."""
@@ -90,64 +107,68 @@ class Server:
         # Listeners, then HTTP; ready once both accept.
         await self._listen()
         await self._serve_http()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._watch()))
         self.ready.set()
         log.server.info("logd is ready; data in %s", self.config.data)
 
     async def stop(self) -> None:
-        """Stop accepting, flush every batch, and wait for storage to take it."""
+        """Stop accepting, spool what was read, and let storage take it."""
         self.ready.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-        # Stop the listeners so nothing new arrives while draining.
-        for server in self._servers:
-            server.close()
+        # Listeners first: read what senders are still sending for a
+        # moment, then close, so nothing read is left behind.
         for receiver in self._udp:
             receiver.close()
-        for server in self._servers:
-            await server.wait_closed()
+        await asyncio.gather(*(s.close(_CLOSE_GRACE) for s in self._streams))
 
-        # Flush the open batch, then let the writer insert the backlog.
+        # Seal the open batch, then let the writer insert the backlog.
         await self.batcher.stop()
         drained = await asyncio.to_thread(self.writer.stop, _DRAIN_SECONDS)
         if not drained:
             log.server.warning(
-                "storage did not take the backlog in %.0fs; it stays in the spool",
+                "storage did not take the backlog in %.0fs; %d bytes stay in the "
+                "spool for the next start",
                 _DRAIN_SECONDS,
+                self.spool.size,
             )
 
         # HTTP last, so /healthz and /metrics answer while draining.
         if self._runner is not None:
             await self._runner.cleanup()
         await asyncio.to_thread(self.store.close)
+        log.server.info(
+            "stopped: %d lines received, %d inserted this run",
+            sum(self._received.values()),
+            self.writer.stats["inserted_lines"],
+        )
 
     async def _listen(self) -> None:
         cfg = self.config
         stats = self.source_stats
         if cfg.udp:
             sock = sources.bind_udp(*cfg.udp)
+            allow = sources.Allowlist(cfg.udp_allow)
             receiver = sources.DatagramReceiver(
-                sock,
-                self.ingest,
-                sources.Allowlist(cfg.udp_allow),
-                stats,
-                cfg.max_frame,
+                sock, self.ingest, allow, stats, cfg.max_frame
             )
             receiver.start()
             self._udp.append(receiver)
         if cfg.tcp:
             allow = sources.Allowlist(cfg.tcp_allow)
-            self._servers.append(
-                await sources.serve_stream(
-                    "tcp", *cfg.tcp, self.ingest, allow, stats, cfg.max_frame
-                )
-            )
+            tcp = sources.StreamListener("tcp", self.ingest, allow, stats, self.limits)
+            await tcp.start(*cfg.tcp)
+            self._streams.append(tcp)
         if cfg.tls and cfg.tls_enabled:
             allow = sources.Allowlist(cfg.tls_allow)
             context = sources.tls_context(cfg.tls_cert, cfg.tls_key)
-            self._servers.append(
-                await sources.serve_stream(
-                    "tls", *cfg.tls, self.ingest, allow, stats, cfg.max_frame, context
-                )
+            tls = sources.StreamListener(
+                "tls", self.ingest, allow, stats, self.limits, context
             )
+            await tls.start(*cfg.tls)
+            self._streams.append(tls)
 
     async def _serve_http(self) -> None:
         if not self.config.http:
@@ -158,16 +179,48 @@ class Server:
         host, port = self.config.http
         await web.TCPSite(self._runner, host, port).start()
 
-    def _declare_gauges(self) -> None:
+    async def _watch(self) -> None:
+        # Once a second: close idle and stuck connections, and read again
+        # once the writer has brought the spool back under its quota.
+        while True:
+            await asyncio.sleep(_SWEEP_SECONDS)
+            now = time.monotonic()
+            for stream in self._streams:
+                stream.sweep(now)
+            if self.paused and self.spool.size < self.config.spool_max * _RESUME_SHARE:
+                self._resume()
+
+    def _pause(self) -> None:
+        self.paused = True
+        log.server.warning(
+            "spool over its quota (%d bytes): TCP and TLS stop reading, UDP "
+            "lines are dropped until storage catches up",
+            self.spool.size,
+        )
+        for stream in self._streams:
+            stream.pause()
+        for receiver in self._udp:
+            receiver.pause()
+
+    def _resume(self) -> None:
+        self.paused = False
+        log.server.info("spool back under its quota: reading again")
+        for stream in self._streams:
+            stream.resume()
+        for receiver in self._udp:
+            receiver.resume()
+
+    def _declare_metrics(self) -> None:
         m = self.metrics
+        stats = self.source_stats
         m.gauge(
             "logd_spool_bytes",
-            "Bytes of batches waiting in the spool",
-            lambda: {(): float(self.spool.bytes)},
+            "Bytes of lines on disk waiting to be inserted",
+            lambda: {(): float(self.spool.size)},
         )
         m.gauge(
             "logd_spool_batches",
-            "Batches waiting to be inserted",
+            "Sealed batches waiting to be inserted",
             lambda: {(): float(self.writer.pending)},
         )
         m.gauge(
@@ -175,13 +228,17 @@ class Server:
             "Duration of the last insert",
             lambda: {(): self.writer.last_insert_seconds},
         )
+        m.gauge(
+            "logd_backpressure",
+            "1 while the spool is over its quota and listeners hold back",
+            lambda: {(): float(self.paused)},
+        )
         m.counter_from(
             "logd_writer_events",
             "Writer events: batches and lines inserted, insert errors, replays",
             lambda: _labelled(self.writer.stats),
             ("event",),
         )
-        stats = self.source_stats
         m.counter_from(
             "logd_source_connections",
             "Connections accepted",
@@ -195,10 +252,10 @@ class Server:
             ("listener",),
         )
         m.counter_from(
-            "logd_source_rejected",
-            "Peers refused by the allowlist",
-            lambda: _labelled(stats.rejected),
-            ("listener",),
+            "logd_source_refused",
+            "Peers refused or closed, and datagrams dropped, by reason",
+            lambda: _labelled(stats.refused),
+            ("listener", "reason"),
         )
         m.counter_from(
             "logd_source_bytes",
@@ -208,8 +265,12 @@ class Server:
         )
 
 
-def _labelled(counter: Counter[str]) -> dict[Labels, float]:
-    return {(key,): float(value) for key, value in counter.items()}
+def _labelled(counter: Counter[str] | Counter[tuple[str, str]]) -> dict[Labels, float]:
+    return {_key(k): float(v) for k, v in counter.items()}
+
+
+def _key(key: Hashable) -> Labels:
+    return key if isinstance(key, tuple) else (str(key),)
 
 
 async def run(config: Config) -> None:
@@ -223,4 +284,3 @@ async def run(config: Config) -> None:
     await stopping.wait()
     log.server.info("stopping: draining batches")
     await server.stop()
-    log.server.info("stopped")

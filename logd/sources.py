@@ -2,8 +2,15 @@
 
 These protocols only move bytes: framing and parsing are sans-IO modules,
 and every frame goes to one `Ingest` callback with the peer's address and
-the listener's name. A peer outside the allowlist is closed (TCP, TLS) or
-ignored (UDP) and counted.
+the listener's name. Whatever a listener refuses is counted with a reason:
+a peer outside the allowlist, a connection past the limit, a failed TLS
+handshake, a connection idle too long, or one that leaves a frame
+unfinished too long (slowloris). A refused or closed peer never holds up
+the others.
+
+Backpressure: while the spool is over its quota, stream listeners stop
+reading (the senders' own buffers hold the lines) and UDP lines are read
+and dropped, counted.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from logd import log
@@ -27,6 +36,17 @@ _UDP_READ = 65535
 # UDP cannot starve the TCP connections.
 _UDP_BURST = 2048
 _RECV_BUFFER = 8 * 1024 * 1024
+_TLS_HANDSHAKE_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one stream connection may do before it is closed."""
+
+    max_frame: int = 65536
+    max_connections: int = 4096
+    idle_timeout: float = 600.0
+    frame_timeout: float = 30.0
 
 
 class Allowlist:
@@ -62,62 +82,198 @@ class Stats:
 
     def __init__(self) -> None:
         self.connections: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
+        self.open: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
-        self.open = Counter[str]()
+        # (listener, reason) of every refused or closed peer, dropped datagram
+        self.refused: Counter[tuple[str, str]] = Counter()
 
 
 class StreamProtocol(asyncio.Protocol):
     """One TCP or TLS connection: bytes in, frames out."""
 
-    def __init__(
-        self, name: str, ingest: Ingest, allow: Allowlist, stats: Stats, max_frame: int
-    ) -> None:
-        self._name = name
-        self._ingest = ingest
-        self._allow = allow
-        self._stats = stats
-        self._framer = Framer(max_frame)
-        self._peer = ""
-        self._transport: asyncio.Transport | None = None
+    def __init__(self, listener: StreamListener) -> None:
+        self._listener = listener
+        self._framer = Framer(listener.limits.max_frame)
+        self.peer = ""
+        self.transport: asyncio.Transport | None = None
+        self.last_data = time.monotonic()
+        # When the frame now buffered began waiting for its end, or 0.
+        self.partial_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without deriving it.
-        transport = cast(asyncio.Transport, transport)
-        address = transport.get_extra_info("peername")
-        self._peer = peer_name(address)
-        if not self._allow.allows(address[0]):
-            self._stats.rejected[self._name] += 1
-            log.source.warning(
-                "%s: not in the %s allowlist, closed", self._peer, self._name
-            )
-            transport.abort()
+        raw = cast(asyncio.Transport, transport)
+        address = raw.get_extra_info("peername")
+        self.peer = peer_name(address)
+        refused = self._listener.admit(self, address[0])
+        if refused:
+            raw.abort()
             return
-        self._transport = transport
-        self._stats.connections[self._name] += 1
-        self._stats.open[self._name] += 1
+        if self._listener.tls is None:
+            self._opened(raw)
+        else:
+            self._listener.handshakes += 1
+            asyncio.get_running_loop().create_task(self._handshake(raw))
 
     def data_received(self, data: bytes) -> None:
-        self._stats.bytes[self._name] += len(data)
+        listener = self._listener
+        listener.stats.bytes[listener.name] += len(data)
         frames = self._framer.feed(data)
+        self.last_data = now = time.monotonic()
         if frames:
-            self._ingest(frames, self._peer, self._name)
+            self.partial_since = now if self._framer.buffered else 0.0
+            listener.ingest(frames, self.peer, listener.name)
+        elif not self.partial_since and self._framer.buffered:
+            self.partial_since = now
 
     def eof_received(self) -> bool | None:
-        self._finish()
+        self.finish()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._transport is None:
+        if self.transport is None:
             return
-        self._finish()
-        self._stats.open[self._name] -= 1
-        self._transport = None
+        self.finish()
+        self._listener.forget(self)
+        self.transport = None
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Pass on what the framer holds: the stream has ended."""
         frames = self._framer.close()
         if frames:
-            self._ingest(frames, self._peer, self._name)
+            self._listener.ingest(frames, self.peer, self._listener.name)
+
+    def _opened(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._listener.opened(self)
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener.tls is not None
+        try:
+            wrapped = await loop.start_tls(
+                raw,
+                self,
+                self._listener.tls,
+                server_side=True,
+                ssl_handshake_timeout=_TLS_HANDSHAKE_SECONDS,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            self._listener.refuse(self.peer, "tls_handshake", str(exc) or "timed out")
+            raw.abort()
+            return
+        finally:
+            self._listener.handshakes -= 1
+        if wrapped is None:
+            raw.abort()
+            return
+        self._opened(wrapped)
+
+
+class StreamListener:
+    """A TCP or TLS listener and the connections it has open."""
+
+    def __init__(
+        self,
+        name: str,
+        ingest: Ingest,
+        allow: Allowlist,
+        stats: Stats,
+        limits: Limits,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.name = name
+        self.ingest = ingest
+        self.allow = allow
+        self.stats = stats
+        self.limits = limits
+        self.tls = tls
+        self.paused = False
+        self._connections: set[StreamProtocol] = set()
+        # TLS connections still in their handshake count against the limit.
+        self.handshakes = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: StreamProtocol(self), host, port, reuse_address=True
+        )
+
+    def admit(self, conn: StreamProtocol, host: str) -> bool:
+        """Check a new peer; True when it was refused."""
+        if not self.allow.allows(host):
+            self.refuse(conn.peer, "allowlist", "not in the allowlist")
+            return True
+        if len(self._connections) + self.handshakes >= self.limits.max_connections:
+            self.refuse(conn.peer, "max_connections", "too many connections")
+            return True
+        return False
+
+    def opened(self, conn: StreamProtocol) -> None:
+        assert conn.transport is not None
+        self._connections.add(conn)
+        self.stats.connections[self.name] += 1
+        self.stats.open[self.name] = len(self._connections)
+        if self.paused:
+            conn.transport.pause_reading()
+
+    def forget(self, conn: StreamProtocol) -> None:
+        self._connections.discard(conn)
+        self.stats.open[self.name] = len(self._connections)
+
+    def refuse(self, peer: str, reason: str, why: str) -> None:
+        self.stats.refused[(self.name, reason)] += 1
+        log.source.warning("%s: %s, closed (%s)", peer, why, self.name)
+
+    def pause(self) -> None:
+        """Stop reading every connection: storage is behind."""
+        if not self.paused:
+            self.paused = True
+            for conn in self._connections:
+                if conn.transport is not None:
+                    conn.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            for conn in self._connections:
+                if conn.transport is not None:
+                    conn.transport.resume_reading()
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle too long or stuck in the middle of a frame."""
+        limits = self.limits
+        for conn in list(self._connections):
+            if conn.transport is None or self.paused:
+                continue
+            if now - conn.last_data > limits.idle_timeout:
+                self._close(conn, "idle", "idle too long")
+            elif conn.partial_since and now - conn.partial_since > limits.frame_timeout:
+                self._close(conn, "frame_timeout", "frame unfinished too long")
+
+    async def close(self, grace: float) -> None:
+        """Stop accepting; read for up to `grace` seconds while data flows."""
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + grace
+        while self._connections and time.monotonic() < deadline:
+            quiet = time.monotonic() - 0.1
+            if all(c.last_data < quiet for c in self._connections):
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.pause_reading()
+                conn.finish()
+                conn.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _close(self, conn: StreamProtocol, reason: str, why: str) -> None:
+        assert conn.transport is not None
+        self.refuse(conn.peer, reason, why)
+        conn.transport.close()
 
 
 class DatagramReceiver:
@@ -127,6 +283,8 @@ class DatagramReceiver:
     reading the socket until it is empty is about seven times faster and
     loses far fewer datagrams under load.
     """
+
+    name = "udp"
 
     def __init__(
         self,
@@ -141,46 +299,59 @@ class DatagramReceiver:
         self._allow = allow
         self._stats = stats
         self._max_frame = max_frame
+        self.paused = False
 
     def start(self) -> None:
         asyncio.get_running_loop().add_reader(self._sock.fileno(), self._drain)
 
+    def pause(self) -> None:
+        """Read and drop, counted: a datagram cannot wait in the sender."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
     def close(self) -> None:
         asyncio.get_running_loop().remove_reader(self._sock.fileno())
+        # Whatever the kernel still holds was received before the stop.
+        self._drain()
         self._sock.close()
 
     def _drain(self) -> None:
         by_peer: dict[Any, list[bytes]] = {}
         recvfrom = self._sock.recvfrom
-        size = 0
+        size = refused = 0
         for _ in range(_UDP_BURST):
             try:
                 data, address = recvfrom(_UDP_READ)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                log.source.warning("udp receive failed: %s", exc)
+                log.source.warning("udp: receive failed: %s", exc)
                 break
             size += len(data)
             frames = by_peer.get(address)
             if frames is None:
                 if not self._allow.allows(address[0]):
-                    self._stats.rejected["udp"] += 1
+                    refused += 1
                     continue
                 frames = by_peer[address] = []
             frames.append(datagram(data, self._max_frame))
         self._stats.bytes["udp"] += size
+        if refused:
+            self._stats.refused[("udp", "allowlist")] += refused
+        if self.paused:
+            dropped = sum(len(f) for f in by_peer.values())
+            self._stats.refused[("udp", "spool_full")] += dropped
+            return
         for address, frames in by_peer.items():
             self._ingest(frames, peer_name(address), "udp")
 
 
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 def bind_udp(host: str, port: int) -> socket.socket:
     """Open a non-blocking UDP socket with a large receive buffer."""
-    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECV_BUFFER)
@@ -189,28 +360,6 @@ def bind_udp(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
-
-
-async def serve_stream(
-    name: str,
-    host: str,
-    port: int,
-    ingest: Ingest,
-    allow: Allowlist,
-    stats: Stats,
-    max_frame: int,
-    tls: ssl.SSLContext | None = None,
-) -> asyncio.Server:
-    """Listen for syslog over TCP, or TLS when given a context."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: StreamProtocol(name, ingest, allow, stats, max_frame),
-        host,
-        port,
-        ssl=tls,
-        ssl_handshake_timeout=10.0 if tls else None,
-        reuse_address=True,
-    )
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:

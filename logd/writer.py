@@ -26,7 +26,6 @@ _BACKOFF_MAX = 5.0
 @dataclass(slots=True)
 class _Job:
     entry: Entry
-    body: bytes | None
     # A replayed batch may have been inserted before a crash kept the
     # process from removing it; check storage before inserting again.
     replayed: bool = False
@@ -49,13 +48,13 @@ class Writer:
     def start(self) -> None:
         """Queue what an earlier run left in the spool, then start inserting."""
         for entry in self._spool.pending():
-            self._put(_Job(entry, None, replayed=True))
+            self._put(_Job(entry, replayed=True))
             self.stats["replayed_batches"] += 1
         self._thread.start()
 
-    def submit(self, entry: Entry, body: bytes) -> None:
-        """Queue a batch the batcher has just spooled."""
-        self._put(_Job(entry, body))
+    def submit(self, entry: Entry) -> None:
+        """Queue a batch the batcher has just sealed."""
+        self._put(_Job(entry))
 
     def stop(self, timeout: float | None = None) -> bool:
         """Insert everything queued, then end the thread.
@@ -111,9 +110,11 @@ class Writer:
                 return
             if stored:
                 self._store.delete_seq(entry.first_seq, entry.last_seq)
-        body = job.body if job.body is not None else self._spool.read(entry)
         if self._fsync and not job.replayed:
-            self._spool.sync(entry)
+            self._spool.sync_sealed(entry)
+        # Read back from the page cache: the spool, not memory, holds the
+        # backlog, so an outage costs disk and not RSS.
+        body = self._spool.read(entry)
         started = time.perf_counter()
         self._store.insert(body)
         self.last_insert_seconds = time.perf_counter() - started
