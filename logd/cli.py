@@ -129,6 +129,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "stops reading and UDP lines are dropped and counted (default %(default)s)",
     )
     p.add_argument(
+        "--drain-timeout",
+        default=_env("drain-timeout", "30s"),
+        help="on stop, wait this long for storage to take the backlog; what "
+        "is left stays in the spool for the next start (default %(default)s)",
+    )
+    p.add_argument(
         "--max-connections",
         type=int,
         default=_env("max-connections", "4096"),
@@ -190,6 +196,7 @@ def serve_config(args: argparse.Namespace) -> cfg.Config:
         batch_interval=args.batch_interval,
         fsync_interval=args.fsync_interval,
         spool_max=cfg.parse_size(args.spool_max, "--spool-max"),
+        drain_timeout=cfg.parse_duration(args.drain_timeout, "--drain-timeout"),
         max_connections=args.max_connections,
         idle_timeout=cfg.parse_duration(args.idle_timeout, "--idle-timeout"),
         frame_timeout=cfg.parse_duration(args.frame_timeout, "--frame-timeout"),

@@ -81,6 +81,7 @@ class Config:
     batch_interval: float = 1.0
     fsync_interval: float = 0.2
     spool_max: int = 4 << 30
+    drain_timeout: int = 30
     max_connections: int = 4096
     idle_timeout: int = 600
     frame_timeout: int = 30

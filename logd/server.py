@@ -13,7 +13,7 @@ from collections.abc import Hashable
 
 from aiohttp import web
 
-from logd import log, sources
+from logd import log, sources, tls
 from logd.batch import Batcher, span
 from logd.config import Config
 from logd.errors import StorageError
@@ -27,9 +27,6 @@ from query import app as http_app
 
 # How long a stop keeps reading connections that are still sending.
 _CLOSE_GRACE = 1.0
-# How long a stop waits for storage to take the backlog before leaving it
-# in the spool for the next start.
-_DRAIN_SECONDS = 30.0
 # Listeners read again once the spool is back under this share of its quota.
 _RESUME_SHARE = 0.9
 _SWEEP_SECONDS = 1.0
@@ -126,12 +123,12 @@ class Server:
 
         # Seal the open batch, then let the writer insert the backlog.
         await self.batcher.stop()
-        drained = await asyncio.to_thread(self.writer.stop, _DRAIN_SECONDS)
-        if not drained:
+        timeout = self.config.drain_timeout
+        if not await asyncio.to_thread(self.writer.stop, timeout):
             log.server.warning(
-                "storage did not take the backlog in %.0fs; %d bytes stay in the "
+                "storage did not take the backlog in %ds; %d bytes stay in the "
                 "spool for the next start",
-                _DRAIN_SECONDS,
+                timeout,
                 self.spool.size,
             )
 
@@ -163,12 +160,12 @@ class Server:
             self._streams.append(tcp)
         if cfg.tls and cfg.tls_enabled:
             allow = sources.Allowlist(cfg.tls_allow)
-            context = sources.tls_context(cfg.tls_cert, cfg.tls_key)
-            tls = sources.StreamListener(
+            context = tls.server_context(cfg.tls_cert, cfg.tls_key)
+            secure = sources.StreamListener(
                 "tls", self.ingest, allow, stats, self.limits, context
             )
-            await tls.start(*cfg.tls)
-            self._streams.append(tls)
+            await secure.start(*cfg.tls)
+            self._streams.append(secure)
 
     async def _serve_http(self) -> None:
         if not self.config.http:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from logd import log
+from logd import log, tls
 from logd.framing import Framer, datagram
 
 # frames, the peer as "ip:port", the listener ("udp", "tcp", "tls")
@@ -94,30 +94,35 @@ class StreamProtocol(asyncio.Protocol):
     def __init__(self, listener: StreamListener) -> None:
         self._listener = listener
         self._framer = Framer(listener.limits.max_frame)
+        self._tls = tls.Session(listener.tls) if listener.tls else None
         self.peer = ""
         self.transport: asyncio.Transport | None = None
-        self.last_data = time.monotonic()
+        self.opened_at = self.last_data = time.monotonic()
         # When the frame now buffered began waiting for its end, or 0.
         self.partial_since = 0.0
+
+    @property
+    def handshaking(self) -> bool:
+        return self._tls is not None and not self._tls.established
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without deriving it.
         raw = cast(asyncio.Transport, transport)
         address = raw.get_extra_info("peername")
         self.peer = peer_name(address)
-        refused = self._listener.admit(self, address[0])
-        if refused:
+        if self._listener.admit(self, address[0]):
             raw.abort()
             return
-        if self._listener.tls is None:
-            self._opened(raw)
-        else:
-            self._listener.handshakes += 1
-            asyncio.get_running_loop().create_task(self._handshake(raw))
+        self.transport = raw
+        self._listener.opened(self)
 
     def data_received(self, data: bytes) -> None:
         listener = self._listener
         listener.stats.bytes[listener.name] += len(data)
+        if self._tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         frames = self._framer.feed(data)
         self.last_data = now = time.monotonic()
         if frames:
@@ -143,31 +148,24 @@ class StreamProtocol(asyncio.Protocol):
         if frames:
             self._listener.ingest(frames, self.peer, self._listener.name)
 
-    def _opened(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        self._listener.opened(self)
-
-    async def _handshake(self, raw: asyncio.Transport) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._listener.tls is not None
+    def _decrypt(self, data: bytes) -> bytes:
+        assert self._tls is not None and self.transport is not None
+        was_handshaking = self.handshaking
         try:
-            wrapped = await loop.start_tls(
-                raw,
-                self,
-                self._listener.tls,
-                server_side=True,
-                ssl_handshake_timeout=_TLS_HANDSHAKE_SECONDS,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            self._listener.refuse(self.peer, "tls_handshake", str(exc) or "timed out")
-            raw.abort()
-            return
-        finally:
-            self._listener.handshakes -= 1
-        if wrapped is None:
-            raw.abort()
-            return
-        self._opened(wrapped)
+            plain = self._tls.receive(data)
+        except ssl.SSLError as exc:
+            reason = "tls_handshake" if was_handshaking else "tls_error"
+            self._listener.refuse(self.peer, reason, exc.reason or str(exc))
+            self.transport.write(self._tls.outgoing())
+            self.transport.close()
+            return b""
+        reply = self._tls.outgoing()
+        if reply:
+            self.transport.write(reply)
+        if was_handshaking:
+            # Time spent in the handshake is not idle time.
+            self.last_data = time.monotonic()
+        return plain
 
 
 class StreamListener:
@@ -190,8 +188,6 @@ class StreamListener:
         self.tls = tls
         self.paused = False
         self._connections: set[StreamProtocol] = set()
-        # TLS connections still in their handshake count against the limit.
-        self.handshakes = 0
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -205,7 +201,7 @@ class StreamListener:
         if not self.allow.allows(host):
             self.refuse(conn.peer, "allowlist", "not in the allowlist")
             return True
-        if len(self._connections) + self.handshakes >= self.limits.max_connections:
+        if len(self._connections) >= self.limits.max_connections:
             self.refuse(conn.peer, "max_connections", "too many connections")
             return True
         return False
@@ -224,7 +220,14 @@ class StreamListener:
 
     def refuse(self, peer: str, reason: str, why: str) -> None:
         self.stats.refused[(self.name, reason)] += 1
-        log.source.warning("%s: %s, closed (%s)", peer, why, self.name)
+        log.limited(
+            log.source,
+            f"{self.name}:{reason}",
+            "%s: %s, closed (%s)",
+            peer,
+            why,
+            self.name,
+        )
 
     def pause(self) -> None:
         """Stop reading every connection: storage is behind."""
@@ -247,7 +250,9 @@ class StreamListener:
         for conn in list(self._connections):
             if conn.transport is None or self.paused:
                 continue
-            if now - conn.last_data > limits.idle_timeout:
+            if conn.handshaking and now - conn.opened_at > _TLS_HANDSHAKE_SECONDS:
+                self._close(conn, "tls_handshake", "handshake took too long")
+            elif now - conn.last_data > limits.idle_timeout:
                 self._close(conn, "idle", "idle too long")
             elif conn.partial_since and now - conn.partial_since > limits.frame_timeout:
                 self._close(conn, "frame_timeout", "frame unfinished too long")
@@ -360,11 +365,3 @@ def bind_udp(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.setblocking(False)
     return sock
-
-
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    """A server context for RFC 5425: TLS 1.2 or newer, the given pair."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context

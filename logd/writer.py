@@ -93,7 +93,13 @@ class Writer:
                 self._insert(job)
             except StorageError as exc:
                 self.stats["insert_errors"] += 1
-                log.store.warning("insert failed, retrying in %.1fs: %s", backoff, exc)
+                log.limited(
+                    log.store,
+                    "insert",
+                    "insert failed, retrying in %.1fs: %s",
+                    backoff,
+                    exc,
+                )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
