@@ -162,6 +162,8 @@ class StreamProtocol(asyncio.Protocol):
         reply = self._tls.outgoing()
         if reply:
             self.transport.write(reply)
+        if self._tls.closed:
+            self.transport.close()
         if was_handshaking:
             # Time spent in the handshake is not idle time.
             self.last_data = time.monotonic()

@@ -8,6 +8,7 @@ time it out and count every failed handshake with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 
 _READ = 256 * 1024
@@ -17,6 +18,10 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     """A server context: TLS 1.2 or newer, with the given certificate and key."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A syslog sender never reads; TLS 1.3 session tickets it leaves unread
+    # turn its close into a reset, and the kernel then drops lines logd has
+    # not read yet.
+    context.num_tickets = 0
     context.load_cert_chain(cert, key)
     return context
 
@@ -59,9 +64,13 @@ class Session:
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                self.closed = True
-                break
+                chunk = b""
             if not chunk:
+                # An empty read is the peer's close_notify: answer it; the
+                # caller then closes the connection.
+                self.closed = True
+                with contextlib.suppress(ssl.SSLError):
+                    self._tls.unwrap()
                 break
             chunks.append(chunk)
         return b"".join(chunks)

@@ -1,0 +1,172 @@
+"""Soak logd: a steady load for minutes with a storage outage in the middle.
+
+loggen offers a fixed rate of 200-byte RFC 5424 lines over TCP for
+`--duration` seconds. logd's embedded engine keeps its files on a tmpfs of
+its own; for `--outage` seconds in the middle, a ballast file fills that
+tmpfs, so every insert fails as on a full disk, and the lines must wait in
+the spool (on the real disk). Then the ballast goes and the backlog drains
+while new lines keep arriving.
+
+Prints and writes to benchmarks/results/soak.json: lines sent, stored and
+lost (must be 0), peak spool size, peak RSS (must stay under 1.2 GB), and
+how long the backlog took to drain after the outage ended.
+
+Needs root (it mounts a tmpfs) and loggen (scripts/install-loggen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.ingest import (
+    LOGGEN_SUMMARY,
+    Logd,
+    Loggen,
+    RssSampler,
+    find_loggen,
+    machine,
+)
+
+OUTPUT = Path(__file__).resolve().parent / "results" / "soak.json"
+MAX_PEAK_RSS = 1_200_000_000
+
+
+def metric(logd: Logd, name: str) -> float:
+    text = logd._get("/metrics").decode()
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+class Watch(threading.Thread):
+    """Sample the spool size every second; keep the peak and the timeline."""
+
+    def __init__(self, logd: Logd) -> None:
+        super().__init__(daemon=True)
+        self.logd = logd
+        self.peak_spool = 0.0
+        self.timeline: list[tuple[float, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while not self.done.wait(1.0):
+            try:
+                size = metric(self.logd, "logd_spool_bytes")
+            except OSError:
+                continue
+            self.peak_spool = max(self.peak_spool, size)
+            self.timeline.append((round(time.monotonic() - start, 1), size))
+
+
+def fill(mount: Path) -> Path:
+    """Fill the tmpfs to the last byte with a ballast file."""
+    ballast = mount / "ballast"
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={ballast}", "bs=1M"],
+        capture_output=True,
+        check=False,
+    )
+    return ballast
+
+
+def soak(args: argparse.Namespace) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="logd-soak-"))
+    engine = work / "logd-data" / "clickhouse"
+    engine.mkdir(parents=True)
+    subprocess.run(
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={args.engine_size}",
+            "tmpfs",
+            str(engine),
+        ],
+        check=True,
+    )
+    loggen = Loggen(find_loggen(), rate=args.rate)
+    logd = Logd(work)
+    watch = Watch(logd)
+    try:
+        with RssSampler(logd.pid) as rss:
+            watch.start()
+            argv = loggen.argv("tcp", logd.port, args.duration)
+            sender = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            time.sleep((args.duration - args.outage) / 2)
+            print(f"outage: filling the engine's disk for {args.outage}s")
+            ballast = fill(engine)
+            time.sleep(args.outage)
+            ballast.unlink()
+            outage_end = time.monotonic()
+            print("outage over: the backlog drains")
+            out, err = sender.communicate(timeout=args.duration + 120)
+            summary = LOGGEN_SUMMARY.search(out + err)
+            if summary is None:
+                raise SystemExit(f"loggen said nothing usable: {err[-500:]!r}")
+            sent = int(summary[1])
+            while metric(logd, "logd_spool_bytes") > 0 or logd.stored() < sent:
+                if time.monotonic() - outage_end > 1800:
+                    break
+                time.sleep(1)
+            drain = time.monotonic() - outage_end
+            stored = logd.finish()
+            rss.finish()
+    finally:
+        watch.done.set()
+        logd.close()
+        subprocess.run(["umount", "-l", str(engine)], check=False)
+    return {
+        "sent": sent,
+        "stored": stored,
+        "lost": sent - stored,
+        "peak_spool_bytes": watch.peak_spool,
+        "peak_rss_bytes": rss.peak_bytes,
+        "drain_seconds_after_outage": round(drain, 1),
+        "spool_timeline": watch.timeline,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=600, help="seconds of load")
+    parser.add_argument("--outage", type=int, default=120, help="seconds of outage")
+    parser.add_argument(
+        "--rate", type=int, default=40_000, help="lines/s offered (half of logd's max)"
+    )
+    parser.add_argument("--engine-size", default="8g", help="tmpfs for the engine")
+    args = parser.parse_args()
+    result = soak(args)
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "config": vars(args),
+        "result": result,
+        "checks": {
+            "lost_is_zero": result["lost"] == 0,
+            "peak_rss_under_1_2_gb": int(str(result["peak_rss_bytes"])) < MAX_PEAK_RSS,
+        },
+    }
+    OUTPUT.parent.mkdir(exist_ok=True)
+    OUTPUT.write_text(json.dumps(record, indent=2) + "\n")
+    for key in ("sent", "stored", "lost", "peak_spool_bytes", "peak_rss_bytes"):
+        print(f"{key:>28}: {result[key]:,}")
+    print(f"{'drain after outage (s)':>28}: {result['drain_seconds_after_outage']}")
+    return 0 if all(record["checks"].values()) else 1  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
