@@ -16,6 +16,7 @@ from aiohttp import web
 from logd import log, sources, tls
 from logd.batch import Batcher, span
 from logd.config import Config
+from logd.enrich import Enricher
 from logd.errors import StorageError
 from logd.line import Line
 from logd.metrics import Labels, Metrics
@@ -52,6 +53,7 @@ class Server:
             interval=config.batch_interval,
             fsync_interval=config.fsync_interval,
         )
+        self.enricher = Enricher(config.docker, self.accept)
         self.source_stats = sources.Stats()
         self.limits = sources.Limits(
             max_frame=config.max_frame,
@@ -82,7 +84,7 @@ class Server:
         malformed = sum(1 for line in lines if line.parse_error)
         if malformed:
             self._malformed[(listener,)] += malformed
-        self.accept(lines)
+        self.enricher.push(lines)
 
     def accept(self, lines: list[Line]) -> None:
         """Take parsed (and enriched) lines: spool them, then fan them out."""
@@ -100,6 +102,8 @@ class Server:
             log.store.warning("storage unreachable, spooling until it is: %s", exc)
         self.writer.start()
         self.batcher.start()
+        # Waits a few seconds at most; without Docker, lines pass unenriched.
+        await self.enricher.start()
 
         # Listeners, then HTTP; ready once both accept.
         await self._listen()
@@ -120,6 +124,7 @@ class Server:
         for receiver in self._udp:
             receiver.close()
         await asyncio.gather(*(s.close(_CLOSE_GRACE) for s in self._streams))
+        await self.enricher.close()
 
         # Seal the open batch, then let the writer insert the backlog.
         await self.batcher.stop()
@@ -235,6 +240,21 @@ class Server:
             "Writer events: batches and lines inserted, insert errors, replays",
             lambda: _labelled(self.writer.stats),
             ("event",),
+        )
+        m.counter_from(
+            "logd_enrich_events",
+            "Docker enrichment: cache hits and misses, lines enriched and not, "
+            "lookups, split lines joined, engine events and reconnects",
+            lambda: _labelled(self.enricher.stats),
+            ("event",),
+        )
+        m.gauge(
+            "logd_docker_engine_up",
+            "1 while a Docker engine answers",
+            lambda: {
+                (url,): float(up) for url, up in self.enricher.engine_states().items()
+            },
+            ("engine",),
         )
         m.counter_from(
             "logd_source_connections",
