@@ -65,6 +65,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NOT_FOUND_TTL = 30.0
 # How long a tag goes on unenriched after a lookup failed on the engine.
 _FAILED_TTL = 2.0
+# While every engine is down, how long a tag keeps going on unenriched.
+_DOWN_RECHECK = 1.0
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
 # How long `start` waits for every engine's first connection attempt.
@@ -492,6 +494,9 @@ class Enricher:
         if all(self._up[i] is False for i in selected):
             for i in selected:
                 self._watchers[i].nudge()
+            # Decide once a second per tag, not once a line, while no
+            # engine answers: a busy sender would otherwise pay for it.
+            self._negative[key] = (time.monotonic() + _DOWN_RECHECK, True)
             self.stats["unenriched"] += 1
             out.append(line)
             return
