@@ -1,4 +1,5 @@
-"""The `logd` command: `logd serve` runs the daemon.
+"""The `logd` command: `logd serve` runs the daemon; `apps`, `query` and
+`tail` read a running one.
 
 Every flag of `serve` also reads an environment variable, LOGD_ and the
 flag's name in capitals (`--tls-cert` is LOGD_TLS_CERT); a flag given on
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import uvloop
 
+from logd import client
 from logd import config as cfg
 from logd.errors import ConfigError, LogdError
 
@@ -64,6 +66,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--http",
         default=_env("http", "127.0.0.1:8080"),
         help="HTTP API HOST:PORT, or off (default %(default)s)",
+    )
+    p.add_argument(
+        "--tokens",
+        default=_env("tokens", ""),
+        help="tokens file: one token a line, then the apps it may read "
+        "(comma separated) or *; without it HTTP serves loopback only",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env("insecure", "") not in ("", "0"),
+        help="serve every app's lines beyond loopback without tokens",
     )
     p.add_argument(
         "--data",
@@ -172,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    client.add_commands(sub)
     return parser
 
 
@@ -185,6 +200,8 @@ def serve_config(args: argparse.Namespace) -> cfg.Config:
         tls_key=args.tls_key,
         http=cfg.parse_address(args.http, "--http"),
         data=Path(args.data),
+        tokens=args.tokens,
+        insecure=args.insecure,
         clickhouse=args.clickhouse,
         cluster=args.cluster,
         retention=cfg.parse_duration(args.retention, "--retention"),
@@ -208,6 +225,8 @@ def serve_config(args: argparse.Namespace) -> cfg.Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in client.COMMANDS:
+        return client.run(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

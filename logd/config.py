@@ -69,6 +69,8 @@ class Config:
     tls_cert: str = ""
     tls_key: str = ""
     http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    tokens: str = ""
+    insecure: bool = False
     data: Path = Path("logd-data")
     clickhouse: str = ""
     cluster: str = ""

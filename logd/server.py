@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Hashable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -18,12 +19,14 @@ from logd.batch import Batcher, span
 from logd.config import Config
 from logd.enrich import Enricher
 from logd.errors import StorageError
+from logd.hub import Hub
 from logd.line import Line
 from logd.metrics import Labels, Metrics
 from logd.parser import parse
 from logd.spool import Spool
 from logd.store import Store
 from logd.writer import Writer
+from query import access
 from query import app as http_app
 
 # How long a stop keeps reading connections that are still sending.
@@ -39,7 +42,11 @@ class Server:
     def __init__(self, config: Config) -> None:
         config.check()
         self.config = config
+        self.tokens = access.load(Path(config.tokens)) if config.tokens else None
+        if config.http:
+            access.check_bind(config.http[0], self.tokens, config.insecure)
         self.metrics = Metrics()
+        self.hub = Hub(self.metrics)
         self.ready = asyncio.Event()
         self.store = Store(
             config.dsn, retention=config.retention, cluster=config.cluster
@@ -89,6 +96,7 @@ class Server:
     def accept(self, lines: list[Line]) -> None:
         """Take parsed (and enriched) lines: spool them, then fan them out."""
         self.batcher.push(lines)
+        self.hub.publish(lines)
         if not self.paused and self.spool.size > self.config.spool_max:
             self._pause()
 
@@ -125,6 +133,7 @@ class Server:
             receiver.close()
         await asyncio.gather(*(s.close(_CLOSE_GRACE) for s in self._streams))
         await self.enricher.close()
+        await self.hub.close()
 
         # Seal the open batch, then let the writer insert the backlog.
         await self.batcher.stop()
@@ -175,7 +184,9 @@ class Server:
     async def _serve_http(self) -> None:
         if not self.config.http:
             return
-        application = http_app.build(self.store, self.metrics, self.ready)
+        application = http_app.build(
+            self.store, self.metrics, self.ready, hub=self.hub, tokens=self.tokens
+        )
         self._runner = web.AppRunner(application, access_log=None)
         await self._runner.setup()
         host, port = self.config.http

@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,17 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 DATABASE = "logd"
 INGEST_TABLE = "logs_ingest"
 # Times leave the engine as RFC 3339 text and 64-bit integers as numbers, so
-# a response is the engine's own bytes with no per-row work in Python.
-JSON_SETTINGS = {
-    "output_format_json_quote_64bit_integers": 0,
-    "date_time_output_format": "iso",
-}
+# a response is the engine's own bytes with no per-row work in Python. The
+# settings go inline: given as arguments, chdb spends two more statements
+# per query on them and materializes a whole result before streaming it.
+JSON_TAIL = (
+    " SETTINGS output_format_json_quote_64bit_integers = 0,"
+    " date_time_output_format = 'iso' FORMAT JSONEachRow"
+)
+_STREAM_CHUNK = 256 * 1024
+
+# Reads up to `size` bytes of a streamed result; b"" at its end.
+Reader = Callable[[int], bytes]
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -131,12 +137,27 @@ class Store:
 
     def json_rows(self, sql: str, params: Mapping[str, Any] | None = None) -> bytes:
         """Run a read and return the engine's JSONEachRow bytes. Blocking."""
-        sql = f"{sql} FORMAT JSONEachRow"
+        chunks = []
+        with self.stream(sql, params) as read:
+            while chunk := read(_STREAM_CHUNK):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    @contextmanager
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[Reader]:
+        """Run a read and yield a reader of its JSONEachRow bytes, in chunks.
+
+        Blocking: enter it and read from threads. The reader client stays
+        out of the pool until the stream closes.
+        """
         with self._reader() as client, _translated("query"):
-            data: bytes = client.raw_query(
-                sql, parameters=params, settings=JSON_SETTINGS
-            )
-            return data
+            stream = client.raw_stream(sql + JSON_TAIL, parameters=params)
+            try:
+                yield _translated_reader(stream.read)
+            finally:
+                stream.close()
 
     @contextmanager
     def _reader(self) -> Iterator[Any]:
@@ -204,6 +225,14 @@ def _has_ttl(client: Any) -> bool:
         "WHERE database = currentDatabase() AND name = 'logs'"
     ).result_rows
     return bool(rows) and " TTL " in rows[0][0]
+
+
+def _translated_reader(read: Reader) -> Reader:
+    def reading(size: int) -> bytes:
+        with _translated("query"):
+            return read(size)
+
+    return reading
 
 
 @contextmanager

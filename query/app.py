@@ -1,4 +1,4 @@
-"""The aiohttp application: query API, health and metrics."""
+"""The aiohttp application: query API, live tail, health and metrics."""
 
 from __future__ import annotations
 
@@ -6,19 +6,46 @@ import asyncio
 
 from aiohttp import web
 
+from logd.hub import Hub
 from logd.metrics import CONTENT_TYPE, Metrics
 from logd.store import Store
-from query import api
-from query.keys import METRICS, READY, STORE
+from query import access, api, tail
+from query.access import Tokens
+from query.keys import HUB, METRICS, READY, STORE, TOKENS
+
+# Every parameter at its longest (query.filters.MAX_TEXT characters),
+# percent-encoded, still fits: such a request gets the API's own 400 naming
+# the parameter rather than the HTTP parser's.
+MAX_REQUEST_LINE = 128 * 1024
 
 
-def build(store: Store, metrics: Metrics, ready: asyncio.Event) -> web.Application:
-    """Assemble the HTTP application over a running pipeline's parts."""
-    app = web.Application(middlewares=[api.bad_parameters])
+def build(
+    store: Store,
+    metrics: Metrics,
+    ready: asyncio.Event,
+    *,
+    hub: Hub | None = None,
+    tokens: Tokens | None = None,
+) -> web.Application:
+    """Assemble the HTTP application over a running pipeline's parts.
+
+    `hub` feeds the live tail (a hub of its own when not given, which no
+    one publishes to); `tokens` turns on per-app access (None: every reader
+    sees every app; pair that with a loopback address, see
+    `access.check_bind`).
+    """
+    app = web.Application(
+        middlewares=[access.guard, api.bad_parameters],
+        handler_args={"max_line_size": MAX_REQUEST_LINE},
+    )
     app[STORE] = store
     app[METRICS] = metrics
     app[READY] = ready
+    app[HUB] = Hub(metrics) if hub is None else hub
+    if tokens is not None:
+        app[TOKENS] = tokens
     app.add_routes(api.routes)
+    app.add_routes(tail.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
     return app

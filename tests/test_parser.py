@@ -314,6 +314,29 @@ def test_rfc3164_host_and_tag_forms(
 
 
 @pytest.mark.parametrize(
+    "rest",
+    [
+        b"Nov 14 09:00:01 myhost myapp[42]: msg",
+        b"Nov 14 09:00:02 myapp[42]: msg",
+        b"Nov 14 09:00:03 myhost nginx:1.27[42]: msg",
+        b"Nov 14 09:00:04 myhost myapp msg",
+        b"Nov 14 09:00:05.5 myhost myapp: msg",
+        b"Nov 14 09:00:07.25 myapp[9]: msg",
+        b"Nov 14 09:00:06 myhost myapp:",
+    ],
+)
+def test_rfc3164_line_parses_the_same_when_its_time_was_seen_before(
+    rest: bytes,
+) -> None:
+    # The second line takes the cached time and skips the time regex.
+    first = ok(b"<13>" + rest)
+    assert ok(b"<13>" + rest) == first
+    assert ok(b"<13>" + rest, RECEIVED + 1).ts == first.ts
+    next_year = utc(2027, 11, 20)
+    assert ok(b"<13>" + rest, next_year).ts - first.ts == 365 * 86_400 * 10**6
+
+
+@pytest.mark.parametrize(
     ("stamp", "expected"),
     [
         (b"Dec  3 17:43:20", utc(2026, 12, 3, 17, 43, 20)),
