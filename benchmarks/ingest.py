@@ -7,10 +7,15 @@ stops growing, and count:
 
 - rsyslog: lines in the plain file its omfile action writes;
 - logd: lines stored and queryable, the sum of ``lines`` over
-  ``GET /api/v1/apps``.
+  ``GET /api/v1/apps``;
+- logd-tagged: the same, while a container named like loggen's APP-NAME
+  (``prg00000``) runs on the local dockerd with ``logd.*`` labels, so every
+  line is enriched from the cache; the run also reads back which apps the
+  lines were stored under and logd's enrichment counters.
 
 Rates are stored lines over the seconds loggen offered. The results, with the
-machine they ran on, go to ``benchmarks/results/ingest.json``.
+machine they ran on, go to ``benchmarks/results/ingest.json``, or to
+``ingest-tagged.json`` when logd-tagged is among the receivers.
 
 Scope: loggen runs on the same machine as the receiver, so the two share the
 cores; the figures compare receivers under the same conditions, they are not
@@ -42,8 +47,11 @@ from pathlib import Path
 from statistics import median
 from typing import Protocol
 
+import docker
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "ingest.json"
+TAGGED_OUTPUT = REPO / "benchmarks" / "results" / "ingest-tagged.json"
 LOGGEN_FALLBACK = Path("/opt/loggen/loggen")
 RSYSLOG_CONF = Path(__file__).resolve().parent / "rsyslog.conf.in"
 
@@ -53,6 +61,27 @@ PROFILE_SUFFIXES = {"flamegraph": ".svg", "raw": ".txt", "speedscope": ".json"}
 # The issue's acceptance bounds, reported next to the figures.
 MIN_TCP_RATIO = 0.5
 MAX_PEAK_RSS = 1_200_000_000
+MIN_TAGGED_RATIO = 0.9
+
+RECEIVERS = ("rsyslog", "logd", "logd-tagged")
+LOGD_RECEIVERS = ("logd", "logd-tagged")
+
+# loggen puts this program name in every line's APP-NAME, where Docker's
+# syslog driver puts the container's tag: a container of this name is the
+# one logd's enricher finds for each loggen line.
+TAGGED_NAME = "prg00000"
+TAGGED_APP = "bench"
+# Marks the containers this script makes, so a leftover is known for one.
+BENCH_LABEL = "logd.bench"
+TAGGED_LABELS = {
+    "logd.app": TAGGED_APP,
+    "logd.service": "loggen",
+    "logd.node": "n1",
+    "logd.zone": "z1",
+    "team": "platform",
+    "tier": "backend",
+    BENCH_LABEL: "ingest",
+}
 
 
 class BenchmarkError(Exception):
@@ -447,8 +476,17 @@ class Logd:
 
     def stored(self) -> int:
         """Sum the per-app counts the API reports: stored and queryable."""
+        return sum(self.apps().values())
+
+    def apps(self) -> dict[str, int]:
+        """Return the stored line count of each app, from ``/api/v1/apps``."""
         apps = json.loads(self._get("/api/v1/apps"))["apps"]
-        return sum(int(app["lines"]) for app in apps)
+        return {str(app["app"]): int(app["lines"]) for app in apps}
+
+    def enrich_events(self) -> dict[str, int]:
+        """Return ``logd_enrich_events_total`` by event, from ``/metrics``."""
+        text = self._get("/metrics").decode()
+        return {event: int(float(value)) for event, value in ENRICH_EVENT.findall(text)}
 
     def alive(self) -> bool:
         return self._proc.poll() is None
@@ -466,6 +504,100 @@ class Logd:
 
     def close(self) -> None:
         stop(self._proc)
+
+
+# logd's enrichment counters in the Prometheus text format.
+ENRICH_EVENT = re.compile(
+    r'^logd_enrich_events_total\{event="(\w+)"\} (\S+)$', re.MULTILINE
+)
+
+
+class TaggedLogd(Logd):
+    """logd while loggen's lines name a running container with labels.
+
+    The container starts before logd, so logd's first listing caches it;
+    it is removed when logd is closed, so other receivers never see it.
+    """
+
+    name = "logd-tagged"
+
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = ()) -> None:
+        self._container = BenchContainer()
+        try:
+            super().__init__(workdir, extra_args)
+        except BaseException:
+            self._container.remove()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._container.remove()
+
+
+# ---------------------------------------------------------------- docker
+
+
+class BenchContainer:
+    """A busybox container named `TAGGED_NAME` with `TAGGED_LABELS`, sleeping.
+
+    Built and run on the local dockerd with the tests' scratch busybox image
+    (tests/docker_images.py); scripts/start-dockerd starts the engine if
+    needed. A leftover of an earlier run (it carries `BENCH_LABEL`) is
+    replaced; any other container of that name stops the run.
+    """
+
+    def __init__(self) -> None:
+        # Imported here: only this receiver needs pytest and tests/.
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))
+        import pytest
+
+        from tests import docker_images
+
+        try:
+            self._client = docker_images.docker_client()
+        except pytest.fail.Exception as error:
+            raise BenchmarkError(str(error)) from None
+        self._removed = True
+        try:
+            image = docker_images.ensure_image(self._client)
+            self._drop_leftover()
+            self._container = self._client.containers.create(
+                image,
+                ["sleep", "3600"],
+                name=TAGGED_NAME,
+                labels=TAGGED_LABELS,
+                network_mode="none",
+            )
+            self._removed = False
+            self._container.start()
+        except (docker.errors.DockerException, pytest.fail.Exception) as error:
+            self.remove()
+            raise BenchmarkError(f"container {TAGGED_NAME}: {error}") from None
+
+    def _drop_leftover(self) -> None:
+        try:
+            old = self._client.containers.get(TAGGED_NAME)
+        except docker.errors.NotFound:
+            return
+        if old.labels.get(BENCH_LABEL) is None:
+            raise BenchmarkError(
+                f"a container named {TAGGED_NAME} without label {BENCH_LABEL} "
+                "exists; it is not this script's: remove or rename it"
+            )
+        old.remove(force=True)
+
+    def remove(self) -> None:
+        """Remove the container whatever its state; safe to call again."""
+        try:
+            if not self._removed:
+                with suppress(docker.errors.NotFound):
+                    self._container.remove(force=True)
+                self._removed = True
+        finally:
+            self._client.close()
 
 
 # ---------------------------------------------------------------- measuring
@@ -496,6 +628,10 @@ class Result:
     # lines on TCP, since the scratch folder holding the log is removed.
     log_tail: str = ""
     profile: str = ""
+    # logd only, read just before SIGTERM: stored lines by app, and
+    # logd_enrich_events_total by event.
+    apps: dict[str, int] = field(default_factory=dict)
+    enrich_events: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -603,6 +739,8 @@ def offer(
     # CPU and the high-water marks are only readable while the process lives.
     result.cpu_seconds = cpu_spent(cpu_before, thread_cpu(receiver.pid))
     sampler.finish()
+    if isinstance(receiver, Logd):
+        result.apps, result.enrich_events = receiver.apps(), receiver.enrich_events()
     result.stored = receiver.finish()
     if result.stored:
         total = result.cpu_seconds.get("total", 0.0)
@@ -674,12 +812,22 @@ def summarize(results: list[Result]) -> dict[tuple[str, str], Summary]:
     }
 
 
-def ratio(summary: dict[tuple[str, str], Summary], proto: str) -> float | None:
-    """Return logd's median rate over rsyslog's on ``proto``, None if missing."""
-    logd, rsyslog = summary.get(("logd", proto)), summary.get(("rsyslog", proto))
-    if logd is None or rsyslog is None or not rsyslog.lines_per_s:
+def ratio(
+    summary: dict[tuple[str, str], Summary],
+    proto: str,
+    over: tuple[str, str] = ("logd", "rsyslog"),
+) -> float | None:
+    """Return one receiver's median rate over another's, None if missing.
+
+    ``over`` names the two: logd over rsyslog unless told otherwise.
+    """
+    top, bottom = summary.get((over[0], proto)), summary.get((over[1], proto))
+    if top is None or bottom is None or not bottom.lines_per_s:
         return None
-    return logd.lines_per_s / rsyslog.lines_per_s
+    return top.lines_per_s / bottom.lines_per_s
+
+
+TAGGED_OVER_UNTAGGED = ("logd-tagged", "logd")
 
 
 def checks(
@@ -687,8 +835,9 @@ def checks(
 ) -> dict[str, bool | None]:
     """Judge the issue's bounds on the medians; None where a run is missing."""
     tcp_ratio = ratio(summary, "tcp")
+    tagged_ratio = ratio(summary, "tcp", TAGGED_OVER_UNTAGGED)
     logd_tcp = summary.get(("logd", "tcp"))
-    peaks = [r.peak_rss_bytes for r in results if r.receiver == "logd"]
+    peaks = [r.peak_rss_bytes for r in results if r.receiver in LOGD_RECEIVERS]
     logd_udp, rsyslog_udp = (
         summary.get(("logd", "udp")),
         summary.get(("rsyslog", "udp")),
@@ -707,17 +856,44 @@ def checks(
         "tcp_no_loss": None if logd_tcp is None else logd_tcp.loss <= 0,
         "peak_rss_under_1.2GB": max(peaks) < MAX_PEAK_RSS if peaks else None,
         "udp_as_many_and_no_more_loss": udp_ok,
+        "tagged_tcp_ratio_at_least_0.9": (
+            None if tagged_ratio is None else tagged_ratio >= MIN_TAGGED_RATIO
+        ),
+        "tagged_lines_all_enriched": enrichment_seen(results, "logd-tagged"),
+        "untagged_lines_not_enriched": enrichment_seen(results, "logd"),
     }
+
+
+def enrichment_seen(results: list[Result], receiver: str) -> bool | None:
+    """Tell whether logd enriched what it should in every run of ``receiver``.
+
+    logd-tagged: every stored line is under app `TAGGED_APP` and counted as
+    enriched. logd: no line is enriched and none is under that app. None
+    when no run of ``receiver`` finished.
+    """
+    runs = [r for r in results if r.receiver == receiver and not r.error]
+    if not runs:
+        return None
+    if receiver == "logd-tagged":
+        return all(
+            r.apps == {TAGGED_APP: r.stored}
+            and r.enrich_events.get("enriched", 0) >= r.stored > 0
+            for r in runs
+        )
+    return all(
+        TAGGED_APP not in r.apps and r.enrich_events.get("enriched", 0) == 0
+        for r in runs
+    )
 
 
 def print_table(results: list[Result]) -> None:
     """Print one row per measurement, then the ratios."""
-    head = f"{'receiver':<10}{'proto':<6}{'run':>4}{'sent':>11}{'stored':>11}"
+    head = f"{'receiver':<13}{'proto':<6}{'run':>4}{'sent':>11}{'stored':>11}"
     head += f"{'lines/s':>11}{'loss %':>8}{'drain s':>9}{'peak RSS MB':>13}"
     head += f"{'CPU us/line':>13}"
     print(head)
     for r in results:
-        row = f"{r.receiver:<10}{r.proto:<6}{r.run:>4}{r.sent:>11}{r.stored:>11}"
+        row = f"{r.receiver:<13}{r.proto:<6}{r.run:>4}{r.sent:>11}{r.stored:>11}"
         row += f"{r.lines_per_s:>11.0f}{r.loss_pct:>8.2f}{r.drain_seconds:>9.1f}"
         row += f"{r.peak_rss_bytes / 1e6:>13.0f}{r.cpu_us_per_line:>13.1f}"
         print(row + (f"  ERROR: {r.error[:200]}" if r.error else ""))
@@ -726,6 +902,14 @@ def print_table(results: list[Result]) -> None:
         value = ratio(summary, proto)
         if value is not None:
             print(f"logd/rsyslog {proto} (median rates): {value:.2f}")
+        value = ratio(summary, proto, TAGGED_OVER_UNTAGGED)
+        if value is not None:
+            print(f"logd-tagged/logd {proto} (median rates): {value:.2f}")
+    for r in results:
+        if r.receiver in LOGD_RECEIVERS and not r.error:
+            enriched = r.enrich_events.get("enriched", 0)
+            print(f"{r.receiver} {r.proto} run {r.run}: apps {r.apps}, ", end="")
+            print(f"enriched {enriched}")
 
 
 # ---------------------------------------------------------------- main
@@ -737,9 +921,13 @@ def cases(args: argparse.Namespace, loggen: Loggen) -> list[Case]:
     def start_logd(workdir: Path) -> Receiver:
         return Logd(workdir, args.logd_arg)
 
+    def start_tagged(workdir: Path) -> Receiver:
+        return TaggedLogd(workdir, args.logd_arg)
+
     every = [
         Case("rsyslog", Rsyslog, loggen, settle=2.0),
         Case("logd", start_logd, loggen, settle=5.0, profile=True),
+        Case("logd-tagged", start_tagged, loggen, settle=5.0, profile=True),
     ]
     return [case for case in every if case.receiver in args.receivers]
 
@@ -759,7 +947,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--receivers",
         nargs="+",
         default=["rsyslog", "logd"],
-        choices=["rsyslog", "logd"],
+        metavar="NAME",
+        help=f"receivers to measure, spaces or commas between: {', '.join(RECEIVERS)}",
     )
     parser.add_argument(
         "--udp-framing",
@@ -781,8 +970,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="flamegraph",
         help="py-spy output: flamegraph (svg), raw (collapsed stacks), speedscope",
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"default {DEFAULT_OUTPUT.name}, {TAGGED_OUTPUT.name} with logd-tagged",
+    )
+    args = parser.parse_args(argv)
+    args.receivers = [n for item in args.receivers for n in item.split(",") if n]
+    unknown = sorted(set(args.receivers) - set(RECEIVERS))
+    if unknown or not args.receivers:
+        parser.error(f"--receivers: got {unknown or 'none'}, expected {RECEIVERS}")
+    if args.output is None:
+        tagged = "logd-tagged" in args.receivers
+        args.output = TAGGED_OUTPUT if tagged else DEFAULT_OUTPUT
+    return args
 
 
 def run_all(args: argparse.Namespace, loggen: Loggen) -> list[Result]:
@@ -813,7 +1014,7 @@ def report(
     date, host = started
     host["loadavg_at_end"] = os.getloadavg()
     summary = summarize(results)
-    logd_peaks = [r.peak_rss_bytes for r in results if r.receiver == "logd"]
+    logd_peaks = [r.peak_rss_bytes for r in results if r.receiver in LOGD_RECEIVERS]
     return {
         "date": date.isoformat(timespec="seconds"),
         "machine": host,
@@ -827,10 +1028,16 @@ def report(
             "logd_args": args.logd_arg,
             "tcp_command": loggen.command("tcp", args.seconds),
             "udp_command": loggen.command("udp", args.seconds),
+            "receivers": args.receivers,
+            "tagged_container": {"name": TAGGED_NAME, "labels": TAGGED_LABELS},
         },
         "results": [asdict(r) for r in results],
         "medians": {f"{k[0]}/{k[1]}": asdict(v) for k, v in summary.items()},
         "ratios": {proto: ratio(summary, proto) for proto in ("tcp", "udp")},
+        "tagged_over_untagged": {
+            proto: ratio(summary, proto, TAGGED_OVER_UNTAGGED)
+            for proto in ("tcp", "udp")
+        },
         "logd_peak_rss_bytes": max(logd_peaks, default=None),
         "checks": checks(summary, results),
     }
