@@ -134,40 +134,37 @@ def parse(frame: bytes, received: int, source: str) -> Line:
     Never raises: a frame that is not syslog comes back with
     ``parse_error`` set and its bytes in ``raw``.
     """
+    # One function for decoding and dispatch: on this path a call is 2% of
+    # the time per line.
     try:
-        return _parse(frame, received, source)
+        try:
+            text = frame.decode()
+            invalid = False
+        except UnicodeDecodeError:
+            text = frame.decode(errors="replace")
+            invalid = True
+        line: Line | str | None = None
+        # Most traffic is RFC 5424: after one split, "<PRI>1" is one lookup.
+        # The bounded find spares RFC 3164 lines the split.
+        if text.find(">1 ", 2, 7) > 0:
+            fields = text.split(" ", 6)
+            pri = _PRI_VERSION_1.get(fields[0])
+            if pri is not None:
+                line = _rfc5424(fields, pri, received, source)
+        if line is None:
+            line = _not_plain_5424(frame, text, received, source)
+        if isinstance(line, str):
+            return _failed(frame, text, invalid, received, source, line)
+        if invalid:
+            line.invalid_utf8 = True
+            line.raw = bytes(frame)
+        if type(frame) is TruncatedFrame:
+            line.truncated = True
+        return line
     except Exception as exc:  # a parser bug must not cost the line or the peer
         text = frame.decode(errors="replace")
         why = f"internal parser error {exc!r}"
         return _failed(frame, text, "\ufffd" in text, received, source, why)
-
-
-def _parse(frame: bytes, received: int, source: str) -> Line:
-    """Decode once, then parse as RFC 5424 or else RFC 3164."""
-    try:
-        text = frame.decode()
-        invalid = False
-    except UnicodeDecodeError:
-        text = frame.decode(errors="replace")
-        invalid = True
-    line: Line | str | None = None
-    # Most traffic is RFC 5424: after one split, "<PRI>1" is one lookup. The
-    # bounded find spares RFC 3164 lines the split.
-    if text.find(">1 ", 2, 7) > 0:
-        fields = text.split(" ", 6)
-        pri = _PRI_VERSION_1.get(fields[0])
-        if pri is not None:
-            line = _rfc5424(fields, pri, received, source)
-    if line is None:
-        line = _not_plain_5424(frame, text, received, source)
-    if isinstance(line, str):
-        return _failed(frame, text, invalid, received, source, line)
-    if invalid:
-        line.invalid_utf8 = True
-        line.raw = bytes(frame)
-    if type(frame) is TruncatedFrame:
-        line.truncated = True
-    return line
 
 
 def _not_plain_5424(frame: bytes, text: str, received: int, source: str) -> Line | str:
@@ -235,7 +232,7 @@ def _rfc5424(
 
     Returns the Line, a str that says why the message is malformed, or
     None when no timestamp or "-" follows "<PRI>1": then it is RFC 3164.
-    The common shapes (a cached second with microseconds and a known
+    The common shapes (a cached second, microseconds, "Z" or a known
     offset; SD "-" or plain elements) are handled inline, because every
     call and check here costs on each line.
     """
@@ -243,8 +240,15 @@ def _rfc5424(
         return _rfc5424_short(fields, pri, received, source)
     stamp = fields[1]
     seconds = _seconds_cache.get(stamp[:19])
+    # An offset is what rsyslog and loggen send, "Z" Docker's rfc5424micro.
     offset = _offsets.get(stamp[-6:])
-    digits = stamp[20:-6]
+    if offset is not None:
+        digits = stamp[20:-6]
+    elif stamp[-1:] == "Z":
+        offset = 0
+        digits = stamp[20:-1]
+    else:
+        digits = ""
     if (
         seconds is not None
         and offset is not None
@@ -319,8 +323,13 @@ def _bad_stamp(stamp: str) -> str:
 
 
 def _structured_data(tail: str) -> tuple[str, str | None]:
-    """Split STRUCTURED-DATA from MSG: (sd, msg), or (why, None) if malformed."""
+    """Split STRUCTURED-DATA from MSG: (sd, msg), or (why, None) if malformed.
+
+    Nothing at all after the header's last space counts as "-".
+    """
     first = tail[:1]
+    if not first:
+        return "", ""
     if first == "-":
         if len(tail) == 1 or tail[1] == " ":
             return "", tail[2:]

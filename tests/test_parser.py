@@ -174,7 +174,8 @@ def test_malformed_structured_data_is_an_error_naming_it(sd: bytes) -> None:
 
 
 def test_nil_values_everywhere_and_empty_message() -> None:
-    for frame in (b"<13>1 - - - - - -", b"<13>1 - - - - - - ", b"<13>1 - - - - -"):
+    frames = (b"<13>1 - - - - - -", b"<13>1 - - - - - - ", b"<13>1 - - - - - ")
+    for frame in (*frames, b"<13>1 - - - - -"):
         line = ok(frame)
         assert line.ts == RECEIVED
         assert (line.host, line.app_name, line.procid, line.msgid) == ("", "", "", "")
