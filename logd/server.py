@@ -10,6 +10,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Hashable
+from operator import attrgetter
 from pathlib import Path
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from logd.writer import Writer
 from query import access
 from query import app as http_app
 
+_APP = attrgetter("app")
 # How long a stop keeps reading connections that are still sending.
 _CLOSE_GRACE = 1.0
 # Listeners read again once the spool is back under this share of its quota.
@@ -76,6 +78,9 @@ class Server:
             "Lines stored raw because they did not parse",
             ("listener",),
         )
+        self._per_app = self.metrics.counter(
+            "logd_app_lines", "Lines accepted, by app", ("app",)
+        )
         self._streams: list[sources.StreamListener] = []
         self._udp: list[sources.DatagramReceiver] = []
         self._runner: web.AppRunner | None = None
@@ -97,6 +102,8 @@ class Server:
         """Take parsed (and enriched) lines: spool them, then fan them out."""
         self.batcher.push(lines)
         self.hub.publish(lines)
+        for app, count in Counter(map(_APP, lines)).items():
+            self._per_app[(app,)] += count
         if not self.paused and self.spool.size > self.config.spool_max:
             self._pause()
 
@@ -203,6 +210,14 @@ class Server:
             if self.paused and self.spool.size < self.config.spool_max * _RESUME_SHARE:
                 self._resume()
 
+    def _spool_age(self) -> float:
+        # A sequence is the wall clock in microseconds when its line was
+        # taken, so the oldest pending sequence dates the backlog.
+        oldest = self.spool.oldest_seq()
+        if not oldest:
+            return 0.0
+        return max(0.0, time.time() - oldest / 1_000_000)
+
     def _pause(self) -> None:
         self.paused = True
         log.server.warning(
@@ -237,9 +252,25 @@ class Server:
             lambda: {(): float(self.writer.pending)},
         )
         m.gauge(
-            "logd_insert_seconds",
+            "logd_spool_age_seconds",
+            "Age of the oldest line on disk not yet inserted",
+            lambda: {(): self._spool_age()},
+        )
+        m.gauge(
+            "logd_insert_last_seconds",
             "Duration of the last insert",
             lambda: {(): self.writer.last_insert_seconds},
+        )
+        m.counter_from(
+            "logd_insert_seconds",
+            "Time spent inserting; over logd_writer_events{event=inserted_batches}, "
+            "the mean insert latency",
+            lambda: {(): self.writer.insert_seconds},
+        )
+        m.gauge(
+            "logd_insert_last_batch_lines",
+            "Lines in the last batch inserted",
+            lambda: {(): float(self.writer.last_batch_lines)},
         )
         m.gauge(
             "logd_backpressure",

@@ -135,6 +135,13 @@ class Spool:
             entries.append(Entry(path, int(first), int(last), int(count)))
         return sorted(entries, key=lambda e: e.first_seq)
 
+    def oldest_seq(self) -> int:
+        """The lowest sequence on disk and not yet removed, or 0."""
+        entries = self.pending()
+        if entries:
+            return entries[0].first_seq
+        return self._first if self._fd >= 0 else 0
+
     def last_seq(self) -> int:
         """The highest sequence on disk and not yet removed, or 0."""
         entries = self.pending()

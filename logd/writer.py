@@ -44,6 +44,9 @@ class Writer:
         self.stats: Counter[str] = Counter()
         self._busy = False
         self.last_insert_seconds = 0.0
+        self.last_batch_lines = 0
+        # Summed insert durations: with inserted_batches, the mean latency.
+        self.insert_seconds = 0.0
 
     def start(self) -> None:
         """Queue what an earlier run left in the spool, then start inserting."""
@@ -124,5 +127,7 @@ class Writer:
         started = time.perf_counter()
         self._store.insert(body)
         self.last_insert_seconds = time.perf_counter() - started
+        self.insert_seconds += self.last_insert_seconds
+        self.last_batch_lines = entry.count
         self.stats["inserted_batches"] += 1
         self.stats["inserted_lines"] += entry.count

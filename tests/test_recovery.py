@@ -98,6 +98,7 @@ def test_storage_outage_spools_everything_and_a_restart_replays_it(
             assert time.monotonic() < deadline, "logd did not read every line"
             time.sleep(0.2)
         assert _metric(outage, "logd_spool_bytes") > 50_000 * 40
+        assert _metric(outage, "logd_spool_age_seconds") > 0
         assert _metric(outage, "logd_writer_events_total") == _metric(
             outage, 'logd_writer_events_total{event="insert_errors"}'
         )
