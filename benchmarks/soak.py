@@ -2,10 +2,18 @@
 
 loggen offers a fixed rate of 200-byte RFC 5424 lines over TCP for
 `--duration` seconds. logd's embedded engine keeps its files on a tmpfs of
-its own; for `--outage` seconds in the middle, a ballast file fills that
-tmpfs, so every insert fails as on a full disk, and the lines must wait in
-the spool (on the real disk). Then the ballast goes and the backlog drains
-while new lines keep arriving.
+its own. For `--outage` seconds in the middle, the engine cannot write:
+
+- `--outage-kind read-only` (the default) makes every folder of the
+  engine's tables immutable (chattr +i), so each insert and each merge
+  fails when it creates its part, as on a file system gone read-only;
+- `--outage-kind disk-full` fills the tmpfs with a ballast file. On chdb
+  4.4 (ClickHouse 26.9) a merge that runs out of space can leave a part
+  with an empty marks file, which later fails every read of the table:
+  an engine bug this mode reproduces, kept to show it.
+
+Meanwhile the lines wait in logd's spool (on the real disk). Then the
+outage ends and the backlog drains while new lines keep arriving.
 
 Prints and writes to benchmarks/results/soak.json: lines sent, stored and
 lost (must be 0), peak spool size, peak RSS (must stay under 1.2 GB), and
@@ -80,6 +88,13 @@ def fill(mount: Path) -> Path:
     return ballast
 
 
+def freeze(engine: Path, frozen: bool) -> None:
+    """Make the engine's table folders immutable, or writable again."""
+    folders = [str(p) for p in (engine / "store").glob("*/*") if p.is_dir()]
+    flag = "+i" if frozen else "-i"
+    subprocess.run(["chattr", flag, *folders], check=True)
+
+
 def soak(args: argparse.Namespace) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="logd-soak-"))
     engine = work / "logd-data" / "clickhouse"
@@ -107,10 +122,15 @@ def soak(args: argparse.Namespace) -> dict[str, object]:
                 argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
             time.sleep((args.duration - args.outage) / 2)
-            print(f"outage: filling the engine's disk for {args.outage}s")
-            ballast = fill(engine)
-            time.sleep(args.outage)
-            ballast.unlink()
+            print(f"outage ({args.outage_kind}) for {args.outage}s")
+            if args.outage_kind == "disk-full":
+                ballast = fill(engine)
+                time.sleep(args.outage)
+                ballast.unlink()
+            else:
+                freeze(engine, True)
+                time.sleep(args.outage)
+                freeze(engine, False)
             outage_end = time.monotonic()
             print("outage over: the backlog drains")
             out, err = sender.communicate(timeout=args.duration + 120)
@@ -148,6 +168,9 @@ def main() -> int:
         "--rate", type=int, default=40_000, help="lines/s offered (half of logd's max)"
     )
     parser.add_argument("--engine-size", default="8g", help="tmpfs for the engine")
+    parser.add_argument(
+        "--outage-kind", choices=["read-only", "disk-full"], default="read-only"
+    )
     args = parser.parse_args()
     result = soak(args)
     record = {

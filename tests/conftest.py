@@ -17,8 +17,9 @@ import trustme
 
 from tests.serve import LogdServer, TlsFiles
 
-# The embedded-engine fixtures (`store`, `app_name`) for in-process tests.
-pytest_plugins = ["tests.engine"]
+# The embedded-engine fixtures (`store`, `app_name`) for in-process tests,
+# and the Docker ones (`client`, `containers`) for tests on a real dockerd.
+pytest_plugins = ["tests.engine", "tests.docker_images"]
 
 StartLogd = Callable[..., LogdServer]
 

@@ -24,7 +24,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +229,21 @@ def _mounts_under(root: Path) -> list[str]:
     with open("/proc/self/mounts") as mounts:
         points = [line.split()[1] for line in mounts]
     return [p for p in points if p.startswith(prefix)]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[docker.DockerClient]:
+    """The machine's dockerd, started if needed, with the test image built."""
+    found = docker_client()
+    ensure_image(found)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def containers() -> Iterator[list[Any]]:
+    """Containers the test made; removed after it whatever happened."""
+    made: list[Any] = []
+    yield made
+    for container in made:
+        remove_quietly(container)

@@ -29,7 +29,6 @@ from tests.docker_images import (
     IMAGE,
     PrivateDockerd,
     create,
-    docker_client,
     ensure_image,
     remove_quietly,
     unique,
@@ -43,24 +42,6 @@ CUSTOM_TAG = "{{.Name}}/{{.ID}}"
 Row = dict[str, Any]
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[docker.DockerClient]:
-    """The machine's dockerd, started if needed, with the test image built."""
-    found = docker_client()
-    ensure_image(found)
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def containers() -> Iterator[list[Any]]:
-    """Containers the test made; removed after it whatever happened."""
-    made: list[Any] = []
-    yield made
-    for container in made:
-        remove_quietly(container)
 
 
 @dataclass

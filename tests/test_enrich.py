@@ -28,9 +28,7 @@ from logd.parser import parse
 from tests.docker_images import (
     PrivateDockerd,
     create,
-    docker_client,
     ensure_image,
-    remove_quietly,
     unique,
 )
 
@@ -39,24 +37,6 @@ INFO, ERR = 6, 3
 WAIT = 30.0
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[docker.DockerClient]:
-    """The machine's dockerd, started if needed, with the test image built."""
-    found = docker_client()
-    ensure_image(found)
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def containers() -> Iterator[list[Any]]:
-    """Containers the test made; removed after it whatever happened."""
-    made: list[Any] = []
-    yield made
-    for container in made:
-        remove_quietly(container)
 
 
 @dataclass
