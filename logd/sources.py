@@ -337,13 +337,17 @@ class DatagramReceiver:
                 log.source.warning("udp: receive failed: %s", exc)
                 break
             size += len(data)
+            frame = datagram(data, self._max_frame)
+            if not frame:
+                # Only trailers, or nothing: no message to keep.
+                continue
             frames = by_peer.get(address)
             if frames is None:
                 if not self._allow.allows(address[0]):
                     refused += 1
                     continue
                 frames = by_peer[address] = []
-            frames.append(datagram(data, self._max_frame))
+            frames.append(frame)
         self._stats.bytes["udp"] += size
         if refused:
             self._stats.refused[("udp", "allowlist")] += refused

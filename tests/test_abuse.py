@@ -163,3 +163,17 @@ def test_a_failed_tls_handshake_is_counted_and_tls_keeps_serving(
         ):
             tls.sendall(b"<14>1 - h " + app.encode() + b" - - - over tls\n")
         assert server.wait_for(app, 1)[0]["message"] == "over tls"
+
+
+def test_empty_datagrams_are_no_lines(tmp_path: Path, app: str) -> None:
+    with LogdServer(tmp_path) as server:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for data in (b"", b"\n", b"\r\n\x00"):
+                udp.sendto(data, ("127.0.0.1", server.ports.udp))
+            udp.sendto(
+                f"<14>1 - h {app} - - - real\n".encode(),
+                ("127.0.0.1", server.ports.udp),
+            )
+        assert server.wait_for(app, 1)[0]["message"] == "real"
+        key = 'logd_lines_received_total{listener="udp"}'
+        assert _metrics(server)[key] == 1
