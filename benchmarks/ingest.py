@@ -959,7 +959,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--logd-arg",
         action="append",
         default=[],
-        help="extra argument for logd serve (repeatable, e.g. --logd-arg=--fsync-interval=0)",
+        help="extra argument for logd serve "
+        "(repeatable, e.g. --logd-arg=--fsync-interval=0)",
     )
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy flame graphs of logd here"
