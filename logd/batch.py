@@ -123,9 +123,7 @@ class Batcher:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        fd = self._spool.unsynced()
-        if fd is not None:
-            await asyncio.to_thread(fsync_and_close, fd)
+        await self._force()
         self.seal()
 
     def _append(self, lines: list[Line]) -> None:
@@ -140,6 +138,10 @@ class Batcher:
     async def _sync(self) -> None:
         while True:
             await asyncio.sleep(self.fsync_interval)
-            fd = self._spool.unsynced()
-            if fd is not None:
-                await asyncio.to_thread(fsync_and_close, fd)
+            await self._force()
+
+    async def _force(self) -> None:
+        # The descriptor is duplicated on the loop, synced in a thread.
+        fd = self._spool.unsynced()
+        if fd is not None:
+            await asyncio.to_thread(fsync_and_close, fd)

@@ -97,12 +97,6 @@ class Spool:
         self._unsynced = False
         return os.dup(self._fd)
 
-    def sync(self) -> None:
-        """Force the open segment to disk now (blocking)."""
-        fd = self.unsynced()
-        if fd is not None:
-            fsync_and_close(fd)
-
     def seal(self) -> Entry | None:
         """Close the open segment into a batch; None when nothing is open."""
         if self._fd < 0 or self._path is None:
@@ -146,11 +140,6 @@ class Spool:
         """The highest sequence on disk and not yet removed, or 0."""
         entries = self.pending()
         return entries[-1].last_seq if entries else 0
-
-    def close(self) -> Entry | None:
-        """Seal what is open, forced to disk; call once at shutdown."""
-        self.sync()
-        return self.seal()
 
     def _rename(self, path: Path, first: int, last: int, count: int) -> Entry:
         target = self.directory / f"{first:020d}-{last}-{count}{_SEALED}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ STOP_TIMEOUT = 30.0
 MAX_LIMIT = 100_000
 # How much of the server's stderr a failure quotes.
 STDERR_TAIL = 4000
+# One sample of the Prometheus text format: name{labels} value
+_SAMPLE = re.compile(r"^(\w+(?:\{[^}]*\})?) (\S+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,20 @@ class LogdServer:
         except urllib.error.HTTPError as error:
             body = error.read().decode(errors="replace")
             raise ServerError(f"GET {url} answered {error.code}: {body}") from None
+
+    def metrics(self) -> dict[str, float]:
+        """Scrape /metrics: each sample, named with its labels, to its value."""
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=30) as r:
+            text = r.read().decode()
+        return {m[1]: float(m[2]) for m in _SAMPLE.finditer(text)}
+
+    def metric_sum(self, name: str) -> float:
+        """Add up every sample of one metric, whatever its labels."""
+        return sum(
+            value
+            for key, value in self.metrics().items()
+            if key == name or key.startswith(name + "{")
+        )
 
     def logs(self, app: str, **params: str | int) -> list[dict[str, Any]]:
         """Return the stored lines of one app, newest first."""

@@ -6,24 +6,13 @@ Each case must be handled without harming other senders, and counted in
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 import time
-import urllib.request
 from pathlib import Path
 
 from tests.senders import TcpLoad, numbers
 from tests.serve import LogdServer, TlsFiles
-
-
-def _metrics(server: LogdServer) -> dict[str, float]:
-    with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    found: dict[str, float] = {}
-    for match in re.finditer(r"^(\w+(?:{[^}]*})?) (\S+)$", text, re.M):
-        found[match.group(1)] = float(match.group(2))
-    return found
 
 
 def _wait_closed_by_logd(sock: socket.socket) -> None:
@@ -39,7 +28,7 @@ def _wait_closed_by_logd(sock: socket.socket) -> None:
 def _wait_metric(server: LogdServer, key: str, at_least: float) -> float:
     deadline = time.monotonic() + 30
     while True:
-        value = _metrics(server).get(key, 0.0)
+        value = server.metrics().get(key, 0.0)
         if value >= at_least or time.monotonic() > deadline:
             return value
         time.sleep(0.2)
@@ -81,7 +70,7 @@ def test_idle_crowd_slowloris_and_oversize_frames_do_not_cost_a_normal_sender(
         assert cut["truncated"] is True
         assert len(cut["message"]) < 1024
 
-        metrics = _metrics(server)
+        metrics = server.metrics()
         assert metrics['logd_source_open_connections{listener="tcp"}'] >= 1000
         assert (
             _wait_metric(
@@ -143,7 +132,7 @@ def test_garbage_and_half_frames_are_stored_flagged_and_others_unharmed(
         unknown = server.wait_for("unknown", 2)
         assert all(ln["parse_error"] for ln in unknown)
         assert any(ln["invalid_utf8"] for ln in unknown)
-        assert _metrics(server)['logd_lines_malformed_total{listener="tcp"}'] == 2
+        assert server.metrics()['logd_lines_malformed_total{listener="tcp"}'] == 2
 
 
 def test_a_failed_tls_handshake_is_counted_and_tls_keeps_serving(
@@ -176,4 +165,4 @@ def test_empty_datagrams_are_no_lines(tmp_path: Path, app: str) -> None:
             )
         assert server.wait_for(app, 1)[0]["message"] == "real"
         key = 'logd_lines_received_total{listener="udp"}'
-        assert _metrics(server)[key] == 1
+        assert server.metrics()[key] == 1

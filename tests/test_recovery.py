@@ -42,17 +42,6 @@ def _assert_prefix_exactly_once(stored: list[int]) -> int:
     return len(ordered)
 
 
-def _metric(server: LogdServer, name: str) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    total = 0.0
-    for match in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M):
-        total += float(match.group(1))
-    return total
-
-
 def test_kill_9_under_load_then_restart_stores_every_line_read_once(
     tmp_path: Path, app: str
 ) -> None:
@@ -94,13 +83,13 @@ def test_storage_outage_spools_everything_and_a_restart_replays_it(
         load.join(timeout=60)
         assert load.sent == 50_000
         deadline = time.monotonic() + 30
-        while _metric(outage, "logd_lines_received_total") < 50_000:
+        while outage.metric_sum("logd_lines_received_total") < 50_000:
             assert time.monotonic() < deadline, "logd did not read every line"
             time.sleep(0.2)
-        assert _metric(outage, "logd_spool_bytes") > 50_000 * 40
-        assert _metric(outage, "logd_spool_age_seconds") > 0
-        assert _metric(outage, "logd_writer_events_total") == _metric(
-            outage, 'logd_writer_events_total{event="insert_errors"}'
+        assert outage.metric_sum("logd_spool_bytes") > 50_000 * 40
+        assert outage.metric_sum("logd_spool_age_seconds") > 0
+        assert outage.metric_sum("logd_writer_events_total") == outage.metric_sum(
+            'logd_writer_events_total{event="insert_errors"}'
         )
         assert outage.process is not None
         rss_kb = _rss_kb(outage.process.pid)

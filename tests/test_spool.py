@@ -93,7 +93,9 @@ def test_sync_forces_the_open_segment_and_is_a_no_op_when_clean(tmp_path: Path) 
     spool = Spool(tmp_path, span)
     assert spool.unsynced() is None
     _append(spool, 1, 1)
-    spool.sync()
+    first = spool.unsynced()
+    assert first is not None
+    fsync_and_close(first)
     assert spool.unsynced() is None
     _append(spool, 2, 1)
     fd = spool.unsynced()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -340,15 +339,6 @@ def _tail_url(server: LogdServer) -> str:
     return f"{server.base_url}/api/v1/tail"
 
 
-def _metric(server: LogdServer, name: str) -> float:
-    with urllib.request.urlopen(f"{server.base_url}/metrics", timeout=PATIENCE) as r:
-        text = r.read().decode()
-    for row in text.splitlines():
-        if row.startswith(name + " "):
-            return float(row.split()[1])
-    return 0.0
-
-
 async def test_tail_delivers_lines_before_storage_has_them(tmp_path: Path) -> None:
     app = "before-storage"
     # Batches wait a minute: anything the tail shows came from the ingest path.
@@ -419,7 +409,7 @@ async def test_a_slow_reader_gets_gaps_with_the_exact_skipped_count(
         return sock
 
     padding = "p" * 900
-    skipped_before = _metric(logd_server, "logd_tail_skipped_lines_total")
+    skipped_before = logd_server.metric_sum("logd_tail_skipped_lines_total")
     sent = 0
     connector = aiohttp.TCPConnector(socket_factory=small_socket)
     async with (
@@ -429,7 +419,7 @@ async def test_a_slow_reader_gets_gaps_with_the_exact_skipped_count(
         ) as ws,
     ):
         # Send without reading until logd reports that this tail skipped.
-        while _metric(logd_server, "logd_tail_skipped_lines_total") == skipped_before:
+        while logd_server.metric_sum("logd_tail_skipped_lines_total") == skipped_before:
             assert sent < 100_000, "the tail never fell behind"
             payload = b"".join(
                 b"<14>1 - slowhost %s - - - n=%08d %s\n"
@@ -443,7 +433,7 @@ async def test_a_slow_reader_gets_gaps_with_the_exact_skipped_count(
 
     assert gaps, "no gap message"
     assert len(received) + sum(gap["skipped"] for gap in gaps) == sent
-    assert _metric(logd_server, "logd_tail_skipped_lines_total") - skipped_before == (
+    assert logd_server.metric_sum("logd_tail_skipped_lines_total") - skipped_before == (
         sum(gap["skipped"] for gap in gaps)
     )
 
