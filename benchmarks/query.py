@@ -45,6 +45,13 @@ from pathlib import Path
 from statistics import median, quantiles
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.ingest import stop
+
+# How long a process gets to exit on SIGTERM before it is killed.
+_STOP_SECONDS = 120.0
+
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus" / "loghub"
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results" / "query.json"
@@ -332,7 +339,7 @@ def start_logd(data: Path, tcp: int, http_port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 120
     while _status(http_port, "/healthz") != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
+            stop(proc, _STOP_SECONDS)
             tail = (data / "logd.log").read_text(errors="replace")[-2000:]
             raise BenchmarkError(f"logd did not become healthy: {tail}")
         time.sleep(0.5)
@@ -354,17 +361,6 @@ def start_sender(port: int, rate: float, apps: int) -> subprocess.Popen[bytes]:
     argv = [sys.executable, __file__, "--send", str(port), "--rate", str(rate)]
     argv += ["--apps", str(apps)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def metric(port: int, pattern: str) -> float:
@@ -404,7 +400,7 @@ def calibrate(http_port: int, tcp: int, apps: int, seconds: float) -> float:
         before, started = received(http_port), time.monotonic()
         time.sleep(seconds)
     finally:
-        stop(sender)
+        stop(sender, _STOP_SECONDS)
     sent = received(http_port) - before
     wait_drained(http_port)
     return sent / (time.monotonic() - started)
@@ -449,9 +445,9 @@ def _run_in(folder: Path, args: argparse.Namespace) -> dict[str, object]:
             figures = measure(http_port, loaded_cases, args.repeat)
             load = (received(http_port) - before) / (time.monotonic() - load_started)
         finally:
-            stop(sender)
+            stop(sender, _STOP_SECONDS)
     finally:
-        exit_code = stop(logd)
+        exit_code = stop(logd, _STOP_SECONDS)
     if exit_code != 0:
         raise BenchmarkError(f"logd exited with {exit_code}")
     return _report(args, generation, maximum, load, idle, figures)
