@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import orjson
 
+from logd.bulk import Columns
 from logd.line import Line
 from logd.spool import Entry, Spool, fsync_and_close
 
@@ -50,6 +51,42 @@ def encode(lines: list[Line]) -> bytes:
         "raw": [_b64(ln.raw) for ln in lines],
     }
     return orjson.dumps(columns)
+
+
+def encode_columns(columns: Columns, first_seq: int) -> bytes:
+    """Encode a bulk-parsed chunk as one JSONColumns body.
+
+    Lines are sequenced from ``first_seq``. A column no line has a value in
+    is left out for the engine to default; the ingest view (schema 004)
+    then takes `app` from APP-NAME as `Batcher.push` does.
+    """
+    n = len(columns)
+    body: dict[str, object] = {
+        "ts": columns.ts,
+        "received": [columns.received] * n,
+        "seq": list(range(first_seq, first_seq + n)),
+        "facility": columns.facility,
+        "severity": columns.severity,
+        "message": columns.message,
+        "source": [columns.source] * n,
+    }
+    optional = {
+        "ts_fraction": columns.fraction,
+        "host": columns.host,
+        "app_name": columns.app_name,
+        "procid": columns.procid,
+        "msgid": columns.msgid,
+        "structured_data": columns.structured_data,
+    }
+    for name, values in optional.items():
+        if any(values):
+            body[name] = values
+    if columns.app is not None:
+        body["app"] = columns.app
+        body["service"] = columns.service
+        body["container"] = columns.container
+        body["labels"] = columns.labels
+    return orjson.dumps(body)
 
 
 def _b64(raw: bytes) -> str:
@@ -105,6 +142,21 @@ class Batcher:
             if self._spool.count >= self.max_rows:
                 self.seal()
             lines = rest
+
+    def push_columns(self, columns: Columns) -> int:
+        """Sequence a bulk-parsed chunk and spool it; return its last sequence."""
+        seq = max(self._next_seq, time.time_ns() // 1000)
+        self._next_seq = seq + len(columns)
+        rest: Columns | None = columns
+        while rest is not None:
+            head, rest = rest.split(self.max_rows - self._spool.count)
+            self._spool.append(
+                seq, seq + len(head) - 1, len(head), encode_columns(head, seq)
+            )
+            seq += len(head)
+            if self._spool.count >= self.max_rows:
+                self.seal()
+        return seq - 1
 
     def seal(self) -> None:
         """Close the open batch now and hand it to the writer."""

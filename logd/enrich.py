@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from logd import log
+from logd.bulk import Columns
 from logd.docker_engine import Container, Engine, Event, default_url
 from logd.errors import DockerError
 from logd.line import Line
@@ -399,6 +400,46 @@ class Enricher:
             self.stats["enriched"] += hits
         if out:
             self._sink(out)
+
+    def fill(self, columns: Columns) -> bool:
+        """Enrich a bulk-parsed chunk in place, deciding once per distinct tag.
+
+        Returns False, touching nothing, when a line would have to wait (a
+        tag not decided yet, lines of its tag held, a split line pending):
+        the chunk must then go through `push` as lines, in order.
+        """
+        if self._loop is None or self._closed:
+            return True
+        if self._pieces:
+            return False
+        hosts, tags = columns.host, columns.app_name
+        if len(set(hosts)) == 1 and len(set(tags)) == 1:
+            counts = {(hosts[0], tags[0]): len(columns)}
+        else:
+            counts = Counter(zip(hosts, tags, strict=True))
+        found: dict[_Key, _Entry] = {}
+        outcome: Counter[str] = Counter()
+        now = time.monotonic()
+        for key, count in counts.items():
+            if not key[1]:
+                outcome["passed"] += count
+                continue
+            if key in self._pending:
+                return False
+            entry = self._memo.get(key)
+            if entry is not None:
+                found[key] = entry
+                outcome["hits"] += count
+                continue
+            negative = self._negative.get(key)
+            if negative is None or negative[0] <= now:
+                return False
+            outcome["unenriched" if negative[1] else "passed"] += count
+        outcome["enriched"] = outcome["hits"]
+        self.stats.update(outcome)
+        if found:
+            _fill_columns(columns, found)
+        return True
 
     async def close(self) -> None:
         """Pass every held line on to the sink and stop the engine threads."""
@@ -778,6 +819,25 @@ def _lookup(
         if container is not None:
             return [(index, container)], errors
     return [], errors
+
+
+def _fill_columns(columns: Columns, found: dict[_Key, _Entry]) -> None:
+    """Set app, service, container and labels on every line of a chunk."""
+    n = len(columns)
+    if len(found) == 1 and len(set(columns.app_name)) == 1:
+        (entry,) = found.values()
+        if len(set(columns.host)) == 1:
+            columns.app = [entry.app] * n
+            columns.service = [entry.service] * n
+            columns.container = [entry.container.name] * n
+            columns.labels = [entry.labels] * n
+            return
+    keys = zip(columns.host, columns.app_name, strict=True)
+    entries = [found.get(key) for key in keys]
+    columns.app = [e.app if e else "" for e in entries]
+    columns.service = [e.service if e else "" for e in entries]
+    columns.container = [e.container.name if e else "" for e in entries]
+    columns.labels = [e.labels if e else {} for e in entries]
 
 
 def _joinable(first: Line, second: Line) -> bool:

@@ -211,6 +211,14 @@ class Hub:
         self._subscriptions[()] += 1
         return subscription
 
+    def passed(self, last_seq: int) -> None:
+        """Note lines stored without being published, as none subscribed.
+
+        A subscription that begins later starts after them, so a resume
+        reads them from storage.
+        """
+        self.last_seq = last_seq
+
     def publish(self, lines: list[Line]) -> None:
         """Offer lines, in sequence order, to every subscriber. Never waits."""
         if not lines:

@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from logd.framing import TruncatedFrame
 from logd.line import DEFAULT_FACILITY, DEFAULT_SEVERITY, Line
 
-__all__ = ["parse"]
+__all__ = ["STRUCTURED_DATA", "epoch_seconds", "parse", "zone_offset"]
 
 _MICROS = 1_000_000
 # RFC 3164 times carry no year; one this far ahead of arrival is last year's.
@@ -91,7 +91,7 @@ _OFFSET = re.compile(r"[+-](\d\d):(\d\d)", re.ASCII)
 # escaped; extra spaces before a parameter or the "]" are tolerated. Every
 # quantifier is possessive: the grammar never needs to backtrack, and not
 # keeping backtrack points makes the match about a third cheaper.
-_STRUCTURED_DATA = re.compile(
+STRUCTURED_DATA = re.compile(
     r'(?:\[[^\] ="]++(?: ++[^\] ="]++="[^"\\]*+(?:\\.[^"\\]*+)*+")*+ *+\])++',
     re.DOTALL,
 )
@@ -269,7 +269,7 @@ def _rfc5424(
         sd = ""
         message = rest[2:]
     else:
-        match = _STRUCTURED_DATA.match(rest)
+        match = STRUCTURED_DATA.match(rest)
         end = -1 if match is None else match.end()
         if end == len(rest) or rest[end : end + 1] == " ":
             sd = rest[:end]
@@ -334,7 +334,7 @@ def _structured_data(tail: str) -> tuple[str, str | None]:
         if len(tail) == 1 or tail[1] == " ":
             return "", tail[2:]
     elif first == "[":
-        match = _STRUCTURED_DATA.match(tail)
+        match = STRUCTURED_DATA.match(tail)
         if match is not None:
             end = match.end()
             if end == len(tail) or tail[end] == " ":
@@ -393,6 +393,23 @@ def _rfc3339_unusual(stamp: str, seconds: int) -> int | None:
         return None
     digits = digits[:6]
     return (seconds - offset) * _MICROS + int(digits) * _SCALE[len(digits)]
+
+
+def epoch_seconds(head: str) -> int | None:
+    """Convert "YYYY-MM-DDThh:mm:ss" (UTC) to epoch seconds; None if no such time."""
+    seconds = _seconds_cache.get(head)
+    return _seconds(head) if seconds is None else seconds
+
+
+def zone_offset(zone: str) -> int | None:
+    """Return an RFC 3339 zone in seconds east of UTC, None if it is not one.
+
+    "Z" and no zone at all ("") are UTC; otherwise "+hh:mm" or "-hh:mm".
+    """
+    if zone in ("", "Z", "z"):
+        return 0
+    offset = _offsets.get(zone)
+    return _offset(zone) if offset is None else offset
 
 
 def _seconds(head: str) -> int | None:

@@ -9,14 +9,14 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from operator import attrgetter
 from pathlib import Path
 
 from aiohttp import web
 
-from logd import log, sources, tls
-from logd.batch import Batcher, span
+from logd import bulk, log, sources, tls
+from logd.batch import UNKNOWN_APP, Batcher, span
 from logd.config import Config
 from logd.enrich import Enricher
 from logd.errors import StorageError
@@ -89,10 +89,20 @@ class Server:
         self._declare_metrics()
 
     def ingest(self, frames: list[bytes], peer: str, listener: str) -> None:
-        """Parse frames from one peer and pass them down the pipeline."""
+        """Parse frames from one peer and pass them down the pipeline.
+
+        With no tail subscriber to publish to, a chunk the bulk parser and
+        the enricher can take whole goes to the batcher as columns; any
+        other chunk is parsed line by line (the two give the same rows).
+        """
         received = time.time_ns() // 1000
+        self._received[(listener,)] += len(frames)
+        if not self.hub.subscribers:
+            columns = bulk.parse(frames, received, peer)
+            if columns is not None and self.enricher.fill(columns):
+                self._accept_columns(columns)
+                return
         lines = [parse(frame, received, peer) for frame in frames]
-        self._received[(listener,)] += len(lines)
         malformed = sum(1 for line in lines if line.parse_error)
         if malformed:
             self._malformed[(listener,)] += malformed
@@ -104,6 +114,18 @@ class Server:
         self.hub.publish(lines)
         for app, count in Counter(map(_APP, lines)).items():
             self._per_app[(app,)] += count
+        if not self.paused and self.spool.size > self.config.spool_max:
+            self._pause()
+
+    def _accept_columns(self, columns: bulk.Columns) -> None:
+        self.hub.passed(self.batcher.push_columns(columns))
+        # The app each line is stored under, as the ingest view decides it.
+        apps: Sequence[str] = columns.app_name
+        if columns.app is not None:
+            apps = [app or name for app, name in zip(columns.app, apps, strict=True)]
+        counts = {apps[0]: len(apps)} if len(set(apps)) == 1 else Counter(apps)
+        for app, count in counts.items():
+            self._per_app[(app or UNKNOWN_APP,)] += count
         if not self.paused and self.spool.size > self.config.spool_max:
             self._pause()
 

@@ -20,6 +20,7 @@ from typing import Any
 import docker
 import pytest
 
+from logd import bulk
 from logd.docker_engine import Container, Engine
 from logd.enrich import SPLIT_SIZE, Enricher, describe, is_piece, tag_candidates
 from logd.framing import Framer
@@ -424,6 +425,46 @@ async def test_a_removed_container_is_forgotten_after_the_ttl(
         (line,) = await pipe.lines_of("too late", 1)
     assert (line.app, line.container, line.labels) == ("", "", {})
     assert pipe.enricher.stats["unenriched"] == 1
+
+
+async def test_a_bulk_chunk_is_filled_as_its_lines_would_be_once_tags_are_known(
+    client: docker.DockerClient, containers: list[Any]
+) -> None:
+    labels = {"logd.app": "shop", "logd.service": "cart"}
+    async with pipeline([LOCAL]) as pipe:
+        container = create(
+            client, "echo bulk first", address=pipe.address, labels=labels
+        )
+        containers.append(container)
+        await run(container)
+        [first] = await pipe.lines_of("bulk first", 1)
+        host, tag = first.host, first.app_name
+        frames = [
+            f"<30>1 - {host} {tag} 1 {tag} - bulk {i}".encode() for i in range(3)
+        ] + [b"<30>1 - vm sshd 1 - - bulk from sshd", b"<30>1 - vm - - - - no tag"]
+        now = time.time_ns() // 1000
+        undecided = bulk.parse(frames, now, "127.0.0.1:1")
+        assert undecided is not None
+        # sshd was never looked up: the chunk must go through as lines.
+        assert not pipe.enricher.fill(undecided)
+        assert undecided.app is None
+        lines = [parse(frame, now, "127.0.0.1:1") for frame in frames]
+        pipe.enricher.push(lines)
+        await pipe.wait_for(lambda: len(pipe.lines) == 6, "six lines")
+        before = dict(pipe.enricher.stats)
+        chunk = bulk.parse(frames, now, "127.0.0.1:1")
+        assert chunk is not None
+        assert pipe.enricher.fill(chunk)
+        after = dict(pipe.enricher.stats)
+    for i, line in enumerate(lines):
+        assert chunk.app is not None and chunk.labels is not None
+        assert chunk.service is not None and chunk.container is not None
+        filled = (chunk.app[i], chunk.service[i], chunk.container[i], chunk.labels[i])
+        assert filled == (line.app, line.service, line.container, line.labels)
+    assert chunk.app[:4] == ["shop", "shop", "shop", ""]
+    assert after["enriched"] - before["enriched"] == 3
+    assert after["hits"] - before["hits"] == 3
+    assert after["passed"] - before["passed"] == 2
 
 
 async def test_lines_not_from_containers_pass_untouched(
