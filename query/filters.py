@@ -20,8 +20,10 @@ Parameters (every one optional):
 - `q`: words and "quoted phrases", all of which must occur, ignoring case.
   A word (letters and digits only) matches a whole word; anything quoted,
   or a bare term with punctuation in it (`user@example.com`), matches
-  anywhere in the message. Both use the n-gram skip index on the lowercased
-  message (schema 002), so rare terms are found without reading every line.
+  anywhere in the message. The token skip index on the lowercased message
+  (schema 005) finds a rare word without reading every line, and a phrase
+  by the whole words inside it; a term that is only part of a word is read
+  from every line of the time range.
 - `regex`: an RE2 pattern the message must match (case-sensitive unless it
   starts with `(?i)`). It has no index: combine it with the others.
 """
@@ -156,13 +158,10 @@ class Filters:
             params["f_severity"] = self.severity
 
     def _text_where(self, clauses: list[str], params: dict[str, Any]) -> None:
-        # multiSearchAny on lowerUTF8(message) is the form the n-gram index
-        # answers; hasToken then keeps whole words only.
+        # The token index answers hasToken on lowerUTF8(message), and a
+        # phrase's substring search by the words inside it.
         for i, word in enumerate(self.words):
-            clauses.append(
-                f"multiSearchAny(lowerUTF8(message), [{{f_w{i}:String}}]) "
-                f"AND hasToken(lowerUTF8(message), {{f_w{i}:String}})"
-            )
+            clauses.append(f"hasToken(lowerUTF8(message), {{f_w{i}:String}})")
             params[f"f_w{i}"] = word
         for i, phrase in enumerate(self.phrases):
             clauses.append(f"multiSearchAny(lowerUTF8(message), [{{f_p{i}:String}}])")

@@ -253,3 +253,38 @@ def test_storage_and_tail_agree_on_any_search(
         query["severity"] = str(severity)
     wanted = from_query(query)
     assert _stored_seqs(store, app, wanted) == _matched_seqs(lines, wanted)
+
+
+def test_a_rare_word_or_a_phrase_of_words_reads_few_granules(
+    store: Store, app_name: str
+) -> None:
+    # 40 granules of common words; one line holds the rare word.
+    lines = [
+        Line(
+            ts=1_700_000_000_000_000 + i,
+            received=0,
+            app=app_name,
+            seq=next(_seqs),
+            message=f"GET /index.html status {i % 7} took {i % 13}ms",
+        )
+        for i in range(8192 * 40)
+    ]
+    lines[200_000].message = "Disk QZXRARE full on /var"
+    store.insert(encode(lines))
+
+    def granules(query: dict[str, str]) -> tuple[int, int]:
+        where, params = from_query(MultiDict({"app": app_name, **query})).where()
+        plan = store.rows(
+            f"EXPLAIN indexes=1 SELECT count() FROM logs WHERE {where}", params
+        )
+        text = "\n".join(row[0] for row in plan)
+        index = text[text.index("message_words") :]
+        read, total = index[index.index("Granules: ") + 10 :].split()[0].split("/")
+        return int(read), int(total)
+
+    for query in ({"q": "qzxrare"}, {"q": '"disk qzxrare full"'}):
+        read, total = granules(query)
+        assert total >= 40 and read <= 2, query
+    # A part of a word is no token: every granule is read, none skipped wrongly.
+    read, total = granules({"q": '"zxrar"'})
+    assert read == total
