@@ -107,7 +107,7 @@ class Batcher:
         spool: Spool,
         deliver: Deliver,
         *,
-        max_rows: int = 50_000,
+        max_rows: int = 100_000,
         interval: float = 1.0,
         fsync_interval: float = 0.2,
     ) -> None:

@@ -120,7 +120,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument(
         "--batch-rows",
         type=int,
-        default=_env("batch-rows", "50000"),
+        default=_env("batch-rows", "100000"),
         help="close a batch at this many lines (default %(default)s)",
     )
     p.add_argument(

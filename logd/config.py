@@ -79,7 +79,7 @@ class Config:
     udp_allow: list[str] = field(default_factory=list)
     tcp_allow: list[str] = field(default_factory=list)
     tls_allow: list[str] = field(default_factory=list)
-    batch_rows: int = 50_000
+    batch_rows: int = 100_000
     batch_interval: float = 1.0
     fsync_interval: float = 0.2
     spool_max: int = 4 << 30
