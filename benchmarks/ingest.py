@@ -715,7 +715,9 @@ def measure(
             result.log_tail = receiver.failure()
         result.peak_rss_bytes = sampler.peak_bytes
     if result.offered_seconds:
-        result.lines_per_s = result.stored / result.offered_seconds
+        # Until the last line was stored: buffering a backlog gains nothing.
+        elapsed = result.offered_seconds + result.drain_seconds
+        result.lines_per_s = result.stored / elapsed
     result.loss = result.sent - result.stored
     if result.sent:
         result.loss_pct = 100.0 * result.loss / result.sent
