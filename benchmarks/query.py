@@ -90,7 +90,9 @@ def rare_substring(k: int) -> str:
     return f"{k:04d}subx{k:04d}"
 
 
-def generate(data: Path, lines: int, apps: int, days: int, rare: int) -> None:
+def generate(
+    data: Path, lines: int, apps: int, days: int, rare: int, substring_index: bool
+) -> None:
     """Fill a fresh data folder; runs in a process of its own."""
     sys.path.insert(0, str(REPO))
     import clickhouse_connect
@@ -100,7 +102,7 @@ def generate(data: Path, lines: int, apps: int, days: int, rare: int) -> None:
     from logd.store import Store
 
     dsn = f"chdb://{(data / 'clickhouse').resolve()}"
-    store = Store(dsn)
+    store = Store(dsn, substring_index=substring_index)
     store.open()
     client = clickhouse_connect.get_client(dsn=dsn, database="logd")
     client.command("CREATE TABLE corpus (message String) ENGINE = Memory")
@@ -328,9 +330,13 @@ def free_port() -> int:
     return port
 
 
-def start_logd(data: Path, tcp: int, http_port: int) -> subprocess.Popen[bytes]:
+def start_logd(
+    data: Path, tcp: int, http_port: int, substring_index: bool
+) -> subprocess.Popen[bytes]:
     udp = free_port()
     argv = [sys.executable, "-m", "logd", "serve", "--data", str(data)]
+    if substring_index:
+        argv.append("--substring-index")
     argv += ["--tcp", f"127.0.0.1:{tcp}", "--udp", f"127.0.0.1:{udp}"]
     argv += ["--http", f"127.0.0.1:{http_port}"]
     log = (data / "logd.log").open("ab")
@@ -422,13 +428,15 @@ def _run_in(folder: Path, args: argparse.Namespace) -> dict[str, object]:
     argv += ["--lines", str(args.lines), "--apps", str(args.apps)]
     rare = args.repeat + max(args.repeat // 3, 2)
     argv += ["--days", str(args.days), "--repeat", str(rare)]
+    if args.substring_index:
+        argv.append("--substring-index")
     done = subprocess.run(argv, check=True, capture_output=True, text=True)
     generation = json.loads(done.stdout.strip().splitlines()[-1])
     generation["seconds"] = round(time.monotonic() - started, 1)
     print(f"generated: {generation}", flush=True)
 
     tcp, http_port = free_port(), free_port()
-    logd = start_logd(folder, tcp, http_port)
+    logd = start_logd(folder, tcp, http_port, args.substring_index)
     try:
         idle_runs = max(args.repeat // 3, 2)
         now_us = time.time_ns() // 1000
@@ -474,6 +482,7 @@ def _report(
         "lines": args.lines,
         "apps": args.apps,
         "days": args.days,
+        "substring_index": args.substring_index,
         "generation": generation,
         "ingest_max_lines_per_s": round(maximum),
         "ingest_during_queries_lines_per_s": round(load),
@@ -502,12 +511,24 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--tmp", default=None, help="folder for the data")
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    parser.add_argument(
+        "--substring-index",
+        action="store_true",
+        help="run logd with --substring-index (n-grams of every message)",
+    )
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--send", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
-        generate(args.generate, args.lines, args.apps, args.days, args.repeat)
+        generate(
+            args.generate,
+            args.lines,
+            args.apps,
+            args.days,
+            args.repeat,
+            args.substring_index,
+        )
         return 0
     if args.send:
         send(args.send, args.rate, args.apps)

@@ -102,6 +102,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         "forever (default %(default)s)",
     )
     p.add_argument(
+        "--substring-index",
+        action="store_true",
+        default=_env("substring-index", "") not in ("", "0"),
+        help="index n-grams of every message, so a search for part of a word "
+        "skips most lines; costs about twice the CPU a stored line takes",
+    )
+    p.add_argument(
         "--max-frame",
         type=int,
         default=_env("max-frame", "65536"),
@@ -205,6 +212,7 @@ def serve_config(args: argparse.Namespace) -> cfg.Config:
         clickhouse=args.clickhouse,
         cluster=args.cluster,
         retention=cfg.parse_duration(args.retention, "--retention"),
+        substring_index=args.substring_index,
         max_frame=args.max_frame,
         udp_allow=args.udp_allow,
         tcp_allow=args.tcp_allow,

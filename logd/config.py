@@ -75,6 +75,7 @@ class Config:
     clickhouse: str = ""
     cluster: str = ""
     retention: int = 30 * 86400
+    substring_index: bool = False
     max_frame: int = 65536
     udp_allow: list[str] = field(default_factory=list)
     tcp_allow: list[str] = field(default_factory=list)

@@ -51,7 +51,10 @@ class Server:
         self.hub = Hub(self.metrics)
         self.ready = asyncio.Event()
         self.store = Store(
-            config.dsn, retention=config.retention, cluster=config.cluster
+            config.dsn,
+            retention=config.retention,
+            cluster=config.cluster,
+            substring_index=config.substring_index,
         )
         self.spool = Spool(config.data / "spool", span)
         self.writer = Writer(self.store, self.spool, fsync=config.fsync_interval > 0)

@@ -40,6 +40,11 @@ _STREAM_CHUNK = 256 * 1024
 # Inserts run niced, so a reader waits less for a core while ingest is
 # busy; a backlog then waits in the spool, not in front of a person.
 _INSERT_SETTINGS = {"os_thread_priority": 10}
+# The optional substring index (--substring-index): n-grams of the lowercased
+# message. It serves the same multiSearchAny(lowerUTF8(message), ...) that
+# query.filters writes for phrases, so queries need not know it is there.
+NGRAM_INDEX = "message_ngrams"
+_NGRAM_DEFINITION = "lowerUTF8(message) TYPE ngrambf_v1(3, 32768, 1, 0) GRANULARITY 1"
 
 # Reads up to `size` bytes of a streamed result; b"" at its end.
 Reader = Callable[[int], bytes]
@@ -65,11 +70,18 @@ class Store:
     """Open the engine, keep the schema current, insert batches, run reads."""
 
     def __init__(
-        self, dsn: str, *, retention: int = 0, cluster: str = "", readers: int = 4
+        self,
+        dsn: str,
+        *,
+        retention: int = 0,
+        cluster: str = "",
+        readers: int = 4,
+        substring_index: bool = False,
     ) -> None:
         self.dsn = check_dsn(dsn)
         self.retention = retention
         self.cluster = cluster
+        self.substring_index = substring_index
         self._readers = readers
         self._writer: Any = None
         self._pool: queue.Queue[Any] = queue.Queue()
@@ -92,6 +104,7 @@ class Store:
             writer = self._connect(database=DATABASE)
             self._migrate(writer)
             self._apply_retention(writer)
+            self._apply_substring_index(writer)
             if self._writer is not None:
                 self._writer.close()
             self._writer = writer
@@ -204,6 +217,18 @@ class Store:
             )
         elif _has_ttl(client):
             client.command("ALTER TABLE logs REMOVE TTL", settings=settings)
+
+    def _apply_substring_index(self, client: Any) -> None:
+        # Like the TTL, the flag decides at every start. Adding the index
+        # leaves existing parts to take it as they merge; dropping it is
+        # immediate and frees its files.
+        table = "logs_local ON CLUSTER '{cluster}'" if self.cluster else "logs"
+        if self.substring_index:
+            change = f"ADD INDEX IF NOT EXISTS {NGRAM_INDEX} {_NGRAM_DEFINITION}"
+        else:
+            change = f"DROP INDEX IF EXISTS {NGRAM_INDEX}"
+        (statement,) = statements(f"ALTER TABLE {table} {change}", self.cluster)
+        client.command(statement)
 
 
 def migrations(cluster: str = "") -> list[tuple[int, Path]]:

@@ -23,7 +23,9 @@ Parameters (every one optional):
   anywhere in the message. The token skip index on the lowercased message
   (schema 005) finds a rare word without reading every line, and a phrase
   by the whole words inside it; a term that is only part of a word is read
-  from every line of the time range.
+  from every line of the time range, unless logd runs with
+  `--substring-index` (an n-gram index, `logd.store`), which the same
+  condition uses.
 - `regex`: an RE2 pattern the message must match (case-sensitive unless it
   starts with `(?i)`). It has no index: combine it with the others.
 """

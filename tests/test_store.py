@@ -7,7 +7,7 @@ import pytest
 from logd.batch import encode
 from logd.errors import ConfigError, StorageError
 from logd.line import Line
-from logd.store import Store, check_dsn, migrations, statements
+from logd.store import NGRAM_INDEX, Store, check_dsn, migrations, statements
 
 
 def _lines(app: str, count: int, start_seq: int) -> list[Line]:
@@ -141,3 +141,43 @@ def test_both_schema_variants_have_the_same_ingest_columns() -> None:
     assert "ON CLUSTER 'c1'" in "".join(
         statements(migrations("c1")[0][1].read_text(), "c1")
     )
+
+
+def _indexes(store: Store) -> set[str]:
+    rows = store.rows(
+        "SELECT name FROM system.data_skipping_indices "
+        "WHERE database = 'logd' AND table = 'logs'"
+    )
+    return {row[0] for row in rows}
+
+
+def test_substring_index_finds_part_of_a_word_in_few_granules(
+    store: Store, app_name: str
+) -> None:
+    # 24 granules of common words; one line holds the term, inside a word.
+    store.substring_index = True
+    store.open()
+    assert NGRAM_INDEX in _indexes(store)
+    now = time.time_ns() // 1000
+    lines = [
+        Line(ts=now + i, received=now, app=app_name, seq=10**9 + i,
+             message=f"GET /index.html status {i % 7} took {i % 13}ms")
+        for i in range(8192 * 24)
+    ]  # fmt: skip
+    lines[100_000].message = "request id=ab7731zqyv9cd failed"
+    store.insert(encode(lines))
+    # The engine refuses a read of more rows than two granules hold.
+    search = (
+        "SELECT message FROM logs WHERE app = {a:String} "
+        "AND multiSearchAny(lowerUTF8(message), [{p:String}]) "
+        "SETTINGS max_rows_to_read = 16384"
+    )
+    params = {"a": app_name, "p": "1zqyv9"}
+    try:
+        assert store.rows(search, params) == [("request id=ab7731zqyv9cd failed",)]
+    finally:
+        store.substring_index = False
+        store.open()
+    assert NGRAM_INDEX not in _indexes(store)
+    with pytest.raises(StorageError, match="rows"):
+        store.rows(search, params)
