@@ -59,11 +59,14 @@ def datagram(data: bytes, max_frame: int) -> bytes:
 
     Trailing LF, CR and NUL are trailers, not content. A message longer
     than ``max_frame`` comes back as a `TruncatedFrame` of ``max_frame``
-    bytes. An empty result means the datagram held nothing.
+    bytes, and so does one already cut short by the receiver (given as a
+    `TruncatedFrame`). An empty result means the datagram held nothing.
     """
     frame = data.rstrip(b"\r\n\x00")
     if len(frame) > max_frame:
         return TruncatedFrame(frame[:max_frame])
+    if type(data) is TruncatedFrame:
+        return TruncatedFrame(frame)
     return frame
 
 

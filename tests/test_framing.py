@@ -194,6 +194,12 @@ def test_datagram_at_max_frame_is_not_flagged() -> None:
     assert type(datagram(b"0123456789\n", 10)) is bytes
 
 
+def test_datagram_cut_short_by_the_receiver_stays_flagged() -> None:
+    frame = datagram(TruncatedFrame(b"<13>cut\n"), 100)
+    assert frame == b"<13>cut"
+    assert type(frame) is TruncatedFrame
+
+
 # Properties
 
 lf_frames = st.binary(min_size=1, max_size=40).filter(
