@@ -217,7 +217,12 @@ class Server:
         if not self.config.http:
             return
         application = http_app.build(
-            self.store, self.metrics, self.ready, hub=self.hub, tokens=self.tokens
+            self.store,
+            self.metrics,
+            self.ready,
+            hub=self.hub,
+            tokens=self.tokens,
+            stored_seq=lambda: self.writer.stored_seq,
         )
         self._runner = web.AppRunner(application, access_log=None)
         await self._runner.setup()

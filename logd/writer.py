@@ -47,6 +47,10 @@ class Writer:
         self.last_batch_lines = 0
         # Summed insert durations: with inserted_batches, the mean latency.
         self.insert_seconds = 0.0
+        # The last sequence of the newest batch storage holds, 0 until one
+        # is: batches go in whole and in order, so every line stored has a
+        # sequence at or below it and every line still queued one above.
+        self.stored_seq = 0
 
     def start(self) -> None:
         """Queue what an earlier run left in the spool, then start inserting."""
@@ -106,6 +110,7 @@ class Writer:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
+            self.stored_seq = max(self.stored_seq, job.entry.last_seq)
             self._spool.remove(job.entry)
             return True
         return False

@@ -29,7 +29,7 @@ from logd.store import Reader, Store
 from query import access, cursor, filters, openapi
 from query.cursor import Page, Position
 from query.filters import BadParameter, Filters
-from query.keys import STORE
+from query.keys import STORE, STORED_SEQ
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,7 +67,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     snapshot = _given_snapshot(page)
     if snapshot is None:
-        snapshot = await _snapshot(store, wanted)
+        snapshot = _stored_seq(request) or await _snapshot(store, wanted)
     sql, params = page_query(wanted, page, snapshot)
     if export:
         return await _export(request, sql, params, page, snapshot)
@@ -206,8 +206,21 @@ def _given_snapshot(page: Page) -> int | None:
     return page.position.snapshot
 
 
+def _stored_seq(request: web.Request) -> int:
+    """The highest sequence the writer has stored, 0 when it cannot tell.
+
+    Every line stored has a sequence at or below it and every line in
+    flight one above, like `_snapshot`'s, without a query.
+    """
+    known = request.app.get(STORED_SEQ)
+    return known() if known is not None else 0
+
+
 async def _snapshot(store: Store, wanted: Filters) -> int:
     """The highest sequence stored now among the apps asked for.
+
+    Asked of storage when the writer cannot tell: before this process has
+    stored a batch, or where nothing in it inserts.
 
     Batches are stored whole and in sequence order, so every line stored
     has a sequence at or below it and every line still in flight above it.

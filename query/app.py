@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -11,7 +12,7 @@ from logd.metrics import CONTENT_TYPE, Metrics
 from logd.store import Store
 from query import access, api, tail
 from query.access import Tokens
-from query.keys import HUB, METRICS, READY, STORE, TOKENS
+from query.keys import HUB, METRICS, READY, STORE, STORED_SEQ, TOKENS
 
 # Every parameter at its longest (query.filters.MAX_TEXT characters),
 # percent-encoded, still fits: such a request gets the API's own 400 naming
@@ -26,13 +27,16 @@ def build(
     *,
     hub: Hub | None = None,
     tokens: Tokens | None = None,
+    stored_seq: Callable[[], int] | None = None,
 ) -> web.Application:
     """Assemble the HTTP application over a running pipeline's parts.
 
     `hub` feeds the live tail (a hub of its own when not given, which no
     one publishes to); `tokens` turns on per-app access (None: every reader
     sees every app; pair that with a loopback address, see
-    `access.check_bind`).
+    `access.check_bind`); `stored_seq` gives the highest sequence storage
+    holds, which saves /logs a query for it (None, or 0 returned: it asks
+    storage).
     """
     app = web.Application(
         middlewares=[access.guard, api.bad_parameters],
@@ -44,6 +48,8 @@ def build(
     app[HUB] = Hub(metrics) if hub is None else hub
     if tokens is not None:
         app[TOKENS] = tokens
+    if stored_seq is not None:
+        app[STORED_SEQ] = stored_seq
     app.add_routes(api.routes)
     app.add_routes(tail.routes)
     app.router.add_get("/healthz", healthz)

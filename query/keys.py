@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -22,3 +23,6 @@ HUB = web.AppKey("hub", Hub)
 READY = web.AppKey("ready", asyncio.Event)
 # Absent when logd runs without a tokens file: every reader sees every app.
 TOKENS: web.AppKey[Tokens] = web.AppKey("tokens")
+# The highest sequence storage is known to hold (0: not known), from the
+# writer that inserts; absent when nothing in this process inserts.
+STORED_SEQ: web.AppKey[Callable[[], int]] = web.AppKey("stored_seq")

@@ -156,6 +156,27 @@ async def test_paging_keeps_to_what_was_stored_when_it_began(
     assert len(await _page_all(client, app=app_name, limit="7")) == 23
 
 
+async def test_the_writers_stored_sequence_is_the_snapshot_of_a_new_paging(
+    store: Store, app_name: str
+) -> None:
+    # Lines stored under a sequence the writer has not reported yet are in
+    # flight as far as a paging is concerned: it starts below them.
+    stored = _store_lines(store, app_name, [BASE + i for i in range(6)])
+    reported = stored[3].seq
+    ready = asyncio.Event()
+    ready.set()
+    application = http_app.build(store, Metrics(), ready, stored_seq=lambda: reported)
+    async with TestClient(TestServer(application)) as writer_client:
+        first = await _get(writer_client, "/api/v1/logs", app=app_name, limit="2")
+        rest = await _page_all(
+            writer_client, app=app_name, limit="2", cursor=first["next"]
+        )
+
+    served = [ln["seq"] for ln in first["lines"] + rest]
+    assert served == [line.seq for line in reversed(stored[:4])]
+    assert cursor.decode_page("cursor", first["next"]).snapshot == reported
+
+
 async def test_a_line_cursor_reads_the_lines_after_it(
     client: Client, store: Store, app_name: str
 ) -> None:

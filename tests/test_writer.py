@@ -83,6 +83,8 @@ async def test_unreachable_storage_keeps_batches_spooled_for_the_next_start(
     assert not writer.stop(timeout=0.5)
     assert writer.stats["insert_errors"] >= 1
     assert sum(e.count for e in spool.pending()) == 120
+    assert writer.stored_seq == 0
+    highest = max(e.last_seq for e in spool.pending())
 
     replay = Writer(store, Spool(tmp_path, span))
     replay.start()
@@ -91,6 +93,7 @@ async def test_unreachable_storage_keeps_batches_spooled_for_the_next_start(
         [str(i) for i in range(120)], key=int
     )
     assert replay.stats["replayed_batches"] == 3
+    assert replay.stored_seq == highest
 
 
 def _spooled(tmp_path: Path, lines: list[Line]) -> None:
@@ -122,6 +125,8 @@ def test_replay_of_a_batch_already_stored_does_not_duplicate_it(
     assert len(_stored(store, app_name)) == 5
     assert replay.stats["replay_already_stored"] == 1
     assert Spool(tmp_path, span).pending() == []
+    # Found stored is stored: what a page may show reaches its last line.
+    assert replay.stored_seq == 5_000_004
 
 
 def test_replay_of_a_partly_stored_batch_stores_it_once(
@@ -135,3 +140,24 @@ def test_replay_of_a_partly_stored_batch_stores_it_once(
     replay.start()
     assert replay.stop(timeout=30)
     assert _stored(store, app_name) == [str(i) for i in range(6)]
+
+
+async def test_stored_seq_is_the_last_sequence_of_the_newest_batch_stored(
+    store: Store, app_name: str, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path, span)
+    writer = Writer(store, spool)
+    assert writer.stored_seq == 0
+    writer.start()
+    batcher = Batcher(spool, writer.submit, max_rows=50, interval=0.05)
+    batcher.start()
+    for _ in range(3):
+        batcher.push(_lines(app_name, 70))
+    await batcher.stop()
+    assert writer.stop(timeout=30)
+
+    (highest,) = store.rows(
+        "SELECT max(seq) FROM logs WHERE app = {a:String}", {"a": app_name}
+    )[0]
+    assert writer.stats["inserted_batches"] >= 5
+    assert writer.stored_seq == highest
