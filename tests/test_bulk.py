@@ -310,6 +310,32 @@ def test_an_enriched_chunk_stores_app_labels_and_falls_back_per_line(
     ]
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [{"team": "blue", "tier": "web"}] * 3,
+        [{"team": "blue"}, {}, {"team": "red", "\u00e9": '"q"'}],
+        [{}, {}, {}],
+    ],
+    ids=["one-container", "mixed", "none"],
+)
+def test_enriched_columns_encode_as_plain_json_would(
+    labels: list[dict[str, str]],
+) -> None:
+    now = time.time_ns() // 1000
+    columns = bulk.parse([b"<13>1 - vm web - - - x"] * 3, now, "10.0.0.1:5")
+    assert columns is not None
+    columns.app = ["a", "b", "c"]
+    columns.service = ["s"] * 3
+    columns.container = ["web-1"] * 3
+    columns.labels = labels
+
+    body = orjson.loads(encode_columns(columns, now))
+    assert body["labels"] == labels
+    assert body["app"] == ["a", "b", "c"]
+    assert body["seq"] == [now, now + 1, now + 2]
+
+
 async def test_pushed_chunks_are_sequenced_split_at_max_rows_and_stored(
     store: Store, app_name: str, tmp_path: Path
 ) -> None:
