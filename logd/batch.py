@@ -95,6 +95,8 @@ def _encode_labels(columns: Columns) -> bytes:
     # is most often one container's: each distinct dict is encoded once
     # and its bytes repeated, instead of encoding a dict per line.
     labels = columns.labels or [{}] * len(columns)
+    if not labels:
+        return b"[]"
     first = labels[0]
     if labels.count(first) == len(labels):
         return b"[" + b",".join([orjson.dumps(first)] * len(labels)) + b"]"
