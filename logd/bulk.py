@@ -38,14 +38,20 @@ _FIELD = r"(?:-(?= )|([^ \n]++))"
 # elements; MSG after a space, without a leading BOM. Groups: PRI, the
 # time to the second, fraction digits, zone, host, APP-NAME, PROCID, MSGID,
 # STRUCTURED-DATA, MSG.
+_TIME = (
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2})"
+    r"(?:\.([0-9]++))?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
 _RFC5424 = re.compile(
     r"^<(0|[1-9][0-9]?|1[0-8][0-9]|19[01])>1 "
-    r"(?:-|([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2})"
-    r"(?:\.([0-9]++))?([Zz]|[+-][0-9]{2}:[0-9]{2})?) "
+    rf"(?:-|{_TIME}) "
     rf"{_FIELD} {_FIELD} {_FIELD} {_FIELD} "
     rf"(?:-|({STRUCTURED_DATA.pattern}))(?: \ufeff?(.*))?$",
     re.MULTILINE | re.ASCII,
 )
+_TIMESTAMP = re.compile(_TIME, re.ASCII)
+# The PRI and VERSION of a line as `_split` sees them, to PRI's digits.
+_PRI_FIELD = {f"<{value}>1": str(value) for value in range(192)}
 _FACILITY = {str(value): value // 8 for value in range(192)}
 _SEVERITY = {str(value): value % 8 for value in range(192)}
 
@@ -108,15 +114,12 @@ def parse(frames: list[bytes], received: int, source: str) -> Columns | None:
         text = joined.decode()
     except UnicodeDecodeError:
         return None
-    rows = _RFC5424.findall(text)
-    # Each match starts a line and ends one, and none can span two lines
-    # without leaving the second unmatched: as many matches as frames means
-    # every frame matched whole.
-    if len(rows) != len(frames):
+    fields = _split(text, len(frames))
+    if fields is None:
+        fields = _match(text, len(frames))
+    if fields is None:
         return None
-    pri, seconds, fraction, zone, host, app, procid, msgid, sd, message = zip(
-        *rows, strict=True
-    )
+    pri, seconds, fraction, zone, host, app, procid, msgid, sd, message = fields
     ts = _times(seconds, zone, received)
     if ts is None:
         return None
@@ -134,6 +137,85 @@ def parse(frames: list[bytes], received: int, source: str) -> Columns | None:
         sd,
         message,
     )
+
+
+# PRI, time to the second, fraction, zone, host, APP-NAME, PROCID, MSGID,
+# STRUCTURED-DATA, MSG: one tuple of strings per field, one string per line.
+_Fields = tuple[tuple[str, ...], ...]
+
+
+def _split(text: str, count: int) -> _Fields | None:
+    """Read lines whose STRUCTURED-DATA is "-" by splitting at spaces.
+
+    The common case, and about twice as fast as the pattern: the header's
+    fields are whatever lies between single spaces, which is what
+    `_RFC5424` takes too. Values are checked once per distinct value. None
+    when a line is not of this form; the pattern then decides.
+    """
+    end = text.find("\n")
+    first = text[: end if end >= 0 else len(text)].split(" ", 7)
+    if len(first) < 7 or first[6] != "-" or "." in first[1]:
+        # A sender's lines share a form: this chunk is the pattern's, which
+        # is faster where each line's time differs (a fraction of a second).
+        return None
+    rows = [line.split(" ", 7) for line in text.split("\n")]
+    lengths = set(map(len, rows))
+    if min(lengths) < 7:
+        return None
+    if 7 in lengths:
+        # No MSG, not even the space before it.
+        rows = [row if len(row) == 8 else [*row, ""] for row in rows]
+    head, stamp, host, app, procid, msgid, sd, message = zip(*rows, strict=True)
+    if set(sd) != {"-"} or not _PRI_FIELD.keys() >= set(head):
+        return None
+    pri = (
+        tuple(map(_PRI_FIELD.__getitem__, head))
+        if len(set(head)) > 1
+        else ((_PRI_FIELD[head[0]],) * count)
+    )
+    words = []
+    for column in (host, app, procid, msgid):
+        distinct = set(column)
+        if "" in distinct:
+            return None
+        if "-" in distinct:
+            column = tuple("" if value == "-" else value for value in column)
+        words.append(column)
+    times = _split_times(stamp)
+    if times is None:
+        return None
+    if "\ufeff" in text:
+        message = tuple(m[1:] if m[:1] == "\ufeff" else m for m in message)
+    return (pri, *times, *words, ("",) * count, message)
+
+
+def _split_times(stamps: tuple[str, ...]) -> _Fields | None:
+    """Split each TIMESTAMP into its second, fraction and zone; None if one is bad."""
+    parts: dict[str, tuple[str, str, str]] = {}
+    for stamp in set(stamps):
+        if stamp == "-":
+            parts[stamp] = ("", "", "")
+            continue
+        match = _TIMESTAMP.fullmatch(stamp)
+        if match is None:
+            return None
+        second, fraction, zone = match.groups(default="")
+        parts[stamp] = (second, fraction, zone)
+    if len(parts) == 1:
+        (only,) = parts.values()
+        return tuple((value,) * len(stamps) for value in only)
+    return tuple(zip(*map(parts.__getitem__, stamps), strict=True))
+
+
+def _match(text: str, count: int) -> _Fields | None:
+    """Read the lines with the pattern; None unless every line matches whole."""
+    rows = _RFC5424.findall(text)
+    # Each match starts a line and ends one, and none can span two lines
+    # without leaving the second unmatched: as many matches as frames means
+    # every frame matched whole.
+    if len(rows) != count:
+        return None
+    return tuple(zip(*rows, strict=True))
 
 
 def _times(

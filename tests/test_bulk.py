@@ -172,6 +172,57 @@ def test_it_takes_every_chunk_of_well_formed_lines(chunk: list[bytes]) -> None:
     assert [row(columns, i) for i in range(len(chunk))] == lines
 
 
+@st.composite
+def without_structured_data(draw: st.DrawFn) -> bytes:
+    """A frame of the form the fast path reads, now and then off it."""
+    time = draw(
+        st.one_of(
+            st.just("-"),
+            st.builds(
+                lambda s, z: s + z, st.sampled_from(SECONDS), st.sampled_from(ZONES)
+            ),
+        )
+    )
+    # Mostly well formed, so that whole chunks of them are common.
+    fields = [
+        "<"
+        + draw(st.sampled_from(PRIS[:5] * 4 + PRIS))
+        + ">"
+        + draw(st.sampled_from(["1"] * 8 + VERSIONS)),
+        time,
+        *(draw(st.sampled_from(WORDS[:-1] * 8 + WORDS)) for _ in range(4)),
+        draw(st.sampled_from(["-"] * 30 + STRUCTURED)),
+    ]
+    text = " ".join(fields)
+    message = draw(st.one_of(st.none(), st.sampled_from(MESSAGES), st.text()))
+    if message is not None:
+        text += " " + message
+    return text.encode()
+
+
+@settings(max_examples=1500)
+@given(st.lists(without_structured_data(), min_size=1, max_size=6))
+@example(
+    [b"<13>1 - h a p m -", b"<13>1 - h a p m - ", b"<0>1 - - - - - - \xef\xbb\xbfx"]
+)
+@example([b"<13>1 2026-12-03T20:28:12Z h  a p m - two spaces"])
+def test_splitting_at_spaces_reads_what_the_pattern_reads(chunk: list[bytes]) -> None:
+    # The fast path for lines without STRUCTURED-DATA must take no line the
+    # pattern would not, and read each one alike.
+    text = "\n".join(f.decode(errors="replace").replace("\n", " ") for f in chunk)
+    split = bulk._split(text, len(chunk))
+    if split is not None:
+        assert split == bulk._match(text, len(chunk))
+
+
+def test_lines_without_structured_data_take_the_fast_path() -> None:
+    chunk = [loggen(seq) for seq in range(3)]
+    text = b"\n".join(chunk).decode()
+    assert bulk._split(text, 3) is not None
+    with_sd = b'<13>1 - h a - - [x@1 a="b"] m'
+    assert bulk._split(b"\n".join([with_sd, *chunk]).decode(), 4) is None
+
+
 def test_a_loggen_chunk_is_one_pass_with_shared_values() -> None:
     chunk = [loggen(seq) for seq in range(1000)]
     columns = bulk.parse(chunk, RECEIVED, SOURCE)
