@@ -2,12 +2,13 @@
 
 Most traffic is RFC 5424 from one sender per connection: the same PRI, host
 and APP-NAME line after line. Parsing such a chunk line by line builds a
-`Line` per frame; here one regular expression runs over the chunk's frames,
-joined and decoded once, and every field comes out as a column. Distinct
-values (PRI, the second of a timestamp, its zone) are checked once per
-chunk, not once per line, and columns that hold one value or none stay
-cheap to encode. The fraction of a second is left as digits for the engine
-to add (see schema 004).
+`Line` per frame; here the chunk's frames are joined and decoded once, and
+every field comes out as a column: split at spaces when the lines carry no
+STRUCTURED-DATA and no fraction of a second, else by one regular
+expression over them all. Distinct values (PRI, the second of a
+timestamp, its zone) are checked once per chunk, not once per line, and
+columns that hold one value or none stay cheap to encode. The fraction of
+a second is left as digits for the engine to add (see schema 004).
 
 The line parser (`logd.parser`) stays the reference: a chunk comes back
 from `parse` only if every frame is one the parser reads the same way, and
