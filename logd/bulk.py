@@ -148,10 +148,11 @@ _Fields = tuple[tuple[str, ...], ...]
 def _split(text: str, count: int) -> _Fields | None:
     """Read lines whose STRUCTURED-DATA is "-" by splitting at spaces.
 
-    The common case, and about twice as fast as the pattern: the header's
-    fields are whatever lies between single spaces, which is what
-    `_RFC5424` takes too. Values are checked once per distinct value. None
-    when a line is not of this form; the pattern then decides.
+    The common case, in a fifth to a quarter less CPU than the pattern
+    (which reads every character of MSG): the header's fields are whatever
+    lies between single spaces, which is what `_RFC5424` takes too.
+    Values are checked once per distinct value. None when a line is not of
+    this form; the pattern then decides.
     """
     end = text.find("\n")
     first = text[: end if end >= 0 else len(text)].split(" ", 7)
