@@ -213,7 +213,11 @@ lf_frames = st.binary(min_size=1, max_size=40).filter(
 counted_frames = st.binary(min_size=1, max_size=40).filter(
     lambda f: not f.endswith(b"\n")
 )
-framings = st.sampled_from(["lf", "crlf", "nul", "octet", "octet+lf"])
+# "octet-lf": the LF is inside the count, as loggen, rsyslog and syslog-ng
+# send it; runs of these take the framer's bulk path.
+framings = st.sampled_from(
+    ["lf", "crlf", "nul", "octet", "octet+lf", "octet-lf", "octet-lf", "octet-lf"]
+)
 
 
 @st.composite
@@ -223,7 +227,11 @@ def streams(draw: st.DrawFn, max_size: int = 8) -> tuple[list[bytes], bytes]:
     data = b""
     for _ in range(draw(st.integers(0, max_size))):
         framing = draw(framings)
-        if framing.startswith("octet"):
+        if framing == "octet-lf":
+            # A CR before the counted LF would go with it.
+            frame = draw(counted_frames.filter(lambda f: not f.endswith(b"\r")))
+            data += b"%d %s\n" % (len(frame) + 1, frame)
+        elif framing.startswith("octet"):
             frame = draw(counted_frames)
             data += b"%d %s" % (len(frame), frame)
             data += b"\n" if framing == "octet+lf" else b""
