@@ -262,7 +262,10 @@ class Framer:
         frames are taken in one loop because a sender that counts octets
         counts them all.
         """
-        pos = self._counted_run(buf, pos, frames)
+        if pos == 0:
+            # Once per chunk, at its start: a chunk that mixes framings
+            # would otherwise be split again at every counted frame in it.
+            pos = self._counted_run(buf, pos, frames)
         end = len(buf)
         limit = self._max
         while pos < end and 0x31 <= buf[pos] <= 0x39:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +72,24 @@ def test_framing_is_decided_again_for_every_frame() -> None:
 
 def test_newline_between_octet_counted_frames_is_tolerated() -> None:
     assert Framer().feed(b"3 abc\n3 def\n") == [b"abc", b"def"]
+
+
+def test_a_chunk_mixing_framings_is_tried_for_the_bulk_path_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Trying at every counted frame would split the rest of the chunk each
+    # time: quadratic work a sender could ask for with one chunk.
+    tries: list[int] = []
+    bulk = Framer._counted_run
+
+    def counted_run(self: Framer, buf: bytes, pos: int, frames: list[bytes]) -> int:
+        tries.append(pos)
+        return bulk(self, buf, pos, frames)
+
+    monkeypatch.setattr(Framer, "_counted_run", counted_run)
+    data = b"3 ab\nline\n" * 1000
+    assert Framer().feed(data) == [b"ab", b"line"] * 1000
+    assert tries == [0]
 
 
 def test_digits_without_a_space_start_a_newline_framed_frame() -> None:
