@@ -64,15 +64,31 @@ MESSAGES = [
     "- dash",
 ]
 
-header_time = st.one_of(
-    st.just("-"),
-    st.builds(
-        lambda s, f, z: s + f + z,
-        st.sampled_from(SECONDS),
-        st.sampled_from(FRACTIONS),
-        st.sampled_from(ZONES),
-    ),
-)
+
+def stamps(
+    seconds: list[str], fractions: list[str], zones: list[str]
+) -> st.SearchStrategy[str]:
+    """A TIMESTAMP from these pieces, or the NILVALUE."""
+    return st.one_of(
+        st.just("-"),
+        st.builds(
+            lambda s, f, z: s + f + z,
+            st.sampled_from(seconds),
+            st.sampled_from(fractions),
+            st.sampled_from(zones),
+        ),
+    )
+
+
+def encoded(fields: list[str], message: str | None) -> bytes:
+    """A frame of header fields, and MSG after a space when there is one."""
+    text = " ".join(fields)
+    if message is not None:
+        text += " " + message
+    return text.encode()
+
+
+header_time = stamps(SECONDS, FRACTIONS, ZONES)
 
 
 @st.composite
@@ -84,11 +100,8 @@ def frames(draw: st.DrawFn) -> bytes:
         *(draw(st.sampled_from(WORDS)) for _ in range(4)),
         draw(st.sampled_from(STRUCTURED)),
     ]
-    text = " ".join(fields)
     message = draw(st.one_of(st.none(), st.sampled_from(MESSAGES), st.text()))
-    if message is not None:
-        text += " " + message
-    return text.encode()
+    return encoded(fields, message)
 
 
 def row(columns: bulk.Columns, i: int) -> Line:
@@ -136,28 +149,15 @@ def test_a_chunk_it_takes_reads_as_the_line_parser_reads_it(chunk: list[bytes]) 
 @st.composite
 def well_formed(draw: st.DrawFn) -> bytes:
     """One frame in the form the pattern covers."""
-    time = draw(
-        st.one_of(
-            st.just("-"),
-            st.builds(
-                lambda s, f, z: s + f + z,
-                st.sampled_from(SECONDS[:3]),
-                st.sampled_from([f for f in FRACTIONS if f != "."]),
-                st.sampled_from(ZONES[:6]),
-            ),
-        )
-    )
+    time = draw(stamps(SECONDS[:3], [f for f in FRACTIONS if f != "."], ZONES[:6]))
     fields = [
         "<" + draw(st.sampled_from(PRIS[:5])) + ">1",
         time,
         *(draw(st.sampled_from(WORDS[:-1])) for _ in range(4)),
         draw(st.sampled_from(STRUCTURED[:7])),
     ]
-    text = " ".join(fields)
     message = draw(st.one_of(st.none(), st.sampled_from(MESSAGES), st.text()))
-    if message is not None:
-        text += " " + message.replace("\n", " ")
-    return text.encode()
+    return encoded(fields, None if message is None else message.replace("\n", " "))
 
 
 @settings(max_examples=500)
@@ -175,14 +175,7 @@ def test_it_takes_every_chunk_of_well_formed_lines(chunk: list[bytes]) -> None:
 @st.composite
 def without_structured_data(draw: st.DrawFn) -> bytes:
     """A frame of the form the fast path reads, now and then off it."""
-    time = draw(
-        st.one_of(
-            st.just("-"),
-            st.builds(
-                lambda s, z: s + z, st.sampled_from(SECONDS), st.sampled_from(ZONES)
-            ),
-        )
-    )
+    time = draw(stamps(SECONDS, [""], ZONES))
     # Mostly well formed, so that whole chunks of them are common.
     fields = [
         "<"
@@ -193,11 +186,8 @@ def without_structured_data(draw: st.DrawFn) -> bytes:
         *(draw(st.sampled_from(WORDS[:-1] * 8 + WORDS)) for _ in range(4)),
         draw(st.sampled_from(["-"] * 30 + STRUCTURED)),
     ]
-    text = " ".join(fields)
     message = draw(st.one_of(st.none(), st.sampled_from(MESSAGES), st.text()))
-    if message is not None:
-        text += " " + message
-    return text.encode()
+    return encoded(fields, message)
 
 
 @settings(max_examples=1500)
