@@ -168,13 +168,13 @@ def _split(text: str, count: int) -> _Fields | None:
         # No MSG, not even the space before it.
         rows = [row if len(row) == 8 else [*row, ""] for row in rows]
     head, stamp, host, app, procid, msgid, sd, message = zip(*rows, strict=True)
-    if set(sd) != {"-"} or not _PRI_FIELD.keys() >= set(head):
+    heads = set(head)
+    if set(sd) != {"-"} or not _PRI_FIELD.keys() >= heads:
         return None
-    pri = (
-        tuple(map(_PRI_FIELD.__getitem__, head))
-        if len(set(head)) > 1
-        else ((_PRI_FIELD[head[0]],) * count)
-    )
+    if len(heads) == 1:
+        pri = (_PRI_FIELD[head[0]],) * count
+    else:
+        pri = tuple(map(_PRI_FIELD.__getitem__, head))
     words = []
     for column in (host, app, procid, msgid):
         distinct = set(column)
