@@ -144,15 +144,12 @@ class Batcher:
         """Give lines their sequence and app, and write them to the spool."""
         if not lines:
             return
-        # A hybrid clock: never below the wall clock in microseconds, so
-        # sequences keep increasing across restarts without stored state.
-        seq = max(self._next_seq, time.time_ns() // 1000)
+        seq = self._sequences(len(lines))
         for line in lines:
             line.seq = seq
             seq += 1
             if not line.app:
                 line.app = line.app_name or UNKNOWN_APP
-        self._next_seq = seq
         while lines:
             room = self.max_rows - self._spool.count
             if len(lines) > room:
@@ -166,8 +163,7 @@ class Batcher:
 
     def push_columns(self, columns: Columns) -> int:
         """Sequence a bulk-parsed chunk and spool it; return its last sequence."""
-        seq = max(self._next_seq, time.time_ns() // 1000)
-        self._next_seq = seq + len(columns)
+        seq = self._sequences(len(columns))
         rest: Columns | None = columns
         while rest is not None:
             head, rest = rest.split(self.max_rows - self._spool.count)
@@ -178,6 +174,14 @@ class Batcher:
             if self._spool.count >= self.max_rows:
                 self.seal()
         return seq - 1
+
+    def _sequences(self, count: int) -> int:
+        """Reserve ``count`` sequences and return the first of them."""
+        # A hybrid clock: never below the wall clock in microseconds, so
+        # sequences keep increasing across restarts without stored state.
+        first = max(self._next_seq, time.time_ns() // 1000)
+        self._next_seq = first + count
+        return first
 
     def seal(self) -> None:
         """Close the open batch now and hand it to the writer."""
