@@ -89,6 +89,23 @@ def test_count_and_delete_by_sequence_range(store: Store, app_name: str) -> None
     assert store.count_seq(9_000_000, 9_000_009) == 5
 
 
+def test_an_inserted_batch_is_one_compact_part(store: Store, app_name: str) -> None:
+    # Schema 006: a part of an insert is one data file, not files a column,
+    # even above the engine's default bound for that (10 MB uncompressed).
+    lines = _lines(app_name, 20_000, start_seq=7_000_000)
+    for line in lines:
+        line.message = f"{line.seq:x}" * 100
+    store.insert(encode(lines))
+    rows = store.rows(
+        "SELECT part_type, data_uncompressed_bytes FROM system.parts"
+        " WHERE database = currentDatabase() AND table = 'logs' AND active"
+        " AND min_block_number = max_block_number AND rows = 20000"
+    )
+    assert len(rows) == 1
+    assert rows[0][0] == "Compact"
+    assert rows[0][1] > 10 * 2**20
+
+
 def test_open_twice_applies_each_migration_once(store: Store) -> None:
     store.open()
     versions = store.rows(
