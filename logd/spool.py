@@ -108,9 +108,6 @@ class Spool:
         self.count = 0
         return entry
 
-    def read(self, entry: Entry) -> bytes:
-        return entry.path.read_bytes()
-
     def sync_sealed(self, entry: Entry) -> None:
         """Force a sealed batch to disk (blocking)."""
         fsync_and_close(os.open(entry.path, os.O_RDONLY))

@@ -88,6 +88,11 @@ class Store:
         self._lock = threading.Lock()
 
     @property
+    def embedded(self) -> bool:
+        """True for the engine in this process (chdb), False for a server."""
+        return urlsplit(self.dsn).scheme == "chdb"
+
+    @property
     def is_open(self) -> bool:
         return self._writer is not None
 
@@ -129,6 +134,27 @@ class Store:
             self._writer.raw_insert(
                 INGEST_TABLE, None, body, fmt="JSONColumns", settings=_INSERT_SETTINGS
             )
+
+    def insert_file(self, path: Path) -> None:
+        """Insert the encoded batch (JSONColumns) that the file at `path` holds.
+
+        The embedded engine reads the file itself. Handing it the body
+        instead would cost two copies, since clickhouse-connect writes a
+        body to a temporary file for chdb to read. A server is sent the
+        file's bytes, whole, so that a retried request sends them again.
+        """
+        if not self.embedded:
+            self.insert(path.read_bytes())
+            return
+        if not self.is_open:
+            self.open()
+        settings = ", ".join(f"{k} = {v}" for k, v in _INSERT_SETTINGS.items())
+        sql = (
+            f"INSERT INTO {INGEST_TABLE} FROM INFILE {_quoted(str(path))}"
+            f" SETTINGS {settings} FORMAT JSONColumns"
+        )
+        with self._lock, _translated("insert"):
+            self._writer.command(sql)
 
     def count_seq(self, first: int, last: int) -> int:
         """Count stored lines whose sequence lies in [first, last]."""
@@ -255,6 +281,11 @@ def _has_ttl(client: Any) -> bool:
         "WHERE database = currentDatabase() AND name = 'logs'"
     ).result_rows
     return bool(rows) and " TTL " in rows[0][0]
+
+
+def _quoted(text: str) -> str:
+    """Quote `text` as a ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _translated_reader(read: Reader) -> Reader:

@@ -126,11 +126,10 @@ class Writer:
                 self._store.delete_seq(entry.first_seq, entry.last_seq)
         if self._fsync and not job.replayed:
             self._spool.sync_sealed(entry)
-        # Read back from the page cache: the spool, not memory, holds the
+        # Read from the spool file: the spool, not memory, holds the
         # backlog, so an outage costs disk and not RSS.
-        body = self._spool.read(entry)
         started = time.perf_counter()
-        self._store.insert(body)
+        self._store.insert_file(entry.path)
         self.last_insert_seconds = time.perf_counter() - started
         self.insert_seconds += self.last_insert_seconds
         self.last_batch_lines = entry.count

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,27 @@ def test_count_and_delete_by_sequence_range(store: Store, app_name: str) -> None
     assert store.count_seq(9_000_005, 9_000_009) == 5
     store.delete_seq(9_000_000, 9_000_004)
     assert store.count_seq(9_000_000, 9_000_009) == 5
+
+
+def test_insert_file_reads_every_chunk_of_a_spooled_batch(
+    store: Store, app_name: str, tmp_path: Path
+) -> None:
+    # A spooled batch is chunks of JSONColumns, one a line; a quote or a
+    # backslash in the spool's path must not break the statement.
+    folder = tmp_path / "it's \\ here"
+    folder.mkdir()
+    batch = folder / "batch"
+    lines = _lines(app_name, 30, start_seq=8_000_000)
+    batch.write_bytes(b"".join(encode(lines[i : i + 10]) + b"\n" for i in (0, 10, 20)))
+    store.insert_file(batch)
+    assert store.count_seq(8_000_000, 8_000_029) == 30
+
+
+def test_insert_file_of_a_missing_file_is_a_storage_error(
+    store: Store, tmp_path: Path
+) -> None:
+    with pytest.raises(StorageError, match="insert"):
+        store.insert_file(tmp_path / "gone")
 
 
 def test_an_inserted_batch_is_one_compact_part(store: Store, app_name: str) -> None:
