@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -181,6 +182,29 @@ async def test_a_wake_up_reads_at_most_a_burst(
 
     assert [len(frames) for frames, _, _ in calls] == [10, 10, 5]
     assert [frame for frames, _, _ in calls for frame in frames] == sent
+
+
+async def test_a_trickle_is_read_at_most_once_a_settle_window(
+    make_receiver: MakeReceiver,
+    calls: list[Call],
+    sender: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sources, "_UDP_SETTLE", 0.05)
+    receiver, address = make_receiver()
+    receiver.start()
+    sent = [b"<13>%d" % i for i in range(40)]
+    started = time.monotonic()
+    for data in sent:
+        sender.sendto(data, address)
+        await asyncio.sleep(0.005)
+    elapsed = time.monotonic() - started
+    receiver.close()
+
+    assert [frame for frames, _, _ in calls for frame in frames] == sent
+    # Read once when the first arrived, then once a window, then at close;
+    # a read for each datagram would be 40.
+    assert len(calls) <= elapsed / 0.05 + 2
 
 
 async def test_close_reads_what_the_kernel_still_holds(
