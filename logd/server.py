@@ -384,11 +384,10 @@ def _tune_gc() -> None:
     is encoded, so with the default threshold (700) the collector ran
     twice a chunk, promoted the rows still alive, and then walked the
     whole heap: about a sixth of the process's Python CPU under loggen's
-    maximum rate (perf, 2026-12-04). What start-up made stays
-    for the life of the process and is frozen out of collections; a
-    collection runs every 100,000 new containers instead of 700, which
-    still reclaims cycles (from errors and closed connections) within
-    seconds.
+    maximum rate (perf, 2026-12-04). What start-up made stays for the
+    life of the process and is frozen out of collections; a collection
+    runs every 100,000 new containers instead of 700, which still
+    reclaims cycles (from errors and closed connections) within seconds.
     """
     gc.freeze()
     gc.set_threshold(100_000, 20, 10)
