@@ -40,6 +40,10 @@ _STREAM_CHUNK = 256 * 1024
 # Inserts run niced, so a reader waits less for a core while ingest is
 # busy; a backlog then waits in the spool, not in front of a person.
 _INSERT_SETTINGS = {"os_thread_priority": 10}
+# Merges too, in the embedded engine: a merge holds a core for seconds,
+# and a query that waits behind one misses its bound (a server takes
+# this from its own configuration).
+_ENGINE_OPTIONS = {"os_threads_nice_value_merge_mutate": 10}
 # The optional substring index (--substring-index): n-grams of the lowercased
 # message. It serves the same multiSearchAny(lowerUTF8(message), ...) that
 # query.filters writes for phrases, so queries need not know it is there.
@@ -214,7 +218,11 @@ class Store:
             self._pool.put(client)
 
     def _connect(self, database: str) -> Any:
-        return clickhouse_connect.get_client(dsn=self.dsn, database=database)
+        if not self.embedded:
+            return clickhouse_connect.get_client(dsn=self.dsn, database=database)
+        return clickhouse_connect.get_client(
+            dsn=self.dsn, database=database, chdb_options=_ENGINE_OPTIONS
+        )
 
     def _migrate(self, client: Any) -> None:
         client.command(

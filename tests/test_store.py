@@ -131,6 +131,14 @@ def test_an_inserted_batch_is_one_compact_part(store: Store, app_name: str) -> N
     assert rows[0][1] > 10 * 2**20
 
 
+def test_the_embedded_engine_runs_merges_niced(store: Store) -> None:
+    rows = store.rows(
+        "SELECT value FROM system.server_settings"
+        " WHERE name = 'os_threads_nice_value_merge_mutate'"
+    )
+    assert rows == [("10",)]
+
+
 def test_open_twice_applies_each_migration_once(store: Store) -> None:
     store.open()
     versions = store.rows(
