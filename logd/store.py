@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver.binding import format_str
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from logd.errors import ConfigError, StorageError
@@ -154,7 +155,7 @@ class Store:
             self.open()
         settings = ", ".join(f"{k} = {v}" for k, v in _INSERT_SETTINGS.items())
         sql = (
-            f"INSERT INTO {INGEST_TABLE} FROM INFILE {_quoted(str(path))}"
+            f"INSERT INTO {INGEST_TABLE} FROM INFILE {format_str(str(path))}"
             f" SETTINGS {settings} FORMAT JSONColumns"
         )
         with self._lock, _translated("insert"):
@@ -289,11 +290,6 @@ def _has_ttl(client: Any) -> bool:
         "WHERE database = currentDatabase() AND name = 'logs'"
     ).result_rows
     return bool(rows) and " TTL " in rows[0][0]
-
-
-def _quoted(text: str) -> str:
-    """Quote `text` as a ClickHouse string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _translated_reader(read: Reader) -> Reader:
